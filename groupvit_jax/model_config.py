@@ -1,0 +1,198 @@
+"""Model hyper-parameters as frozen dataclasses (JSON round-trippable).
+
+Field names follow the official GroupViT code (``models/group_vit.py``); defaults are the released
+2-stage model (spec section 1.1 and 2.1). Training recipes live in ``configs/`` as ml_collections
+files whose ``config.model`` section is turned into a ``GroupViTConfig`` by ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+  """Image encoder (``img_encoder``)."""
+
+  img_size: int = 224
+  patch_size: int = 16
+  in_chans: int = 3
+  embed_dim: int = 384
+  depths: tuple[int, ...] = (6, 3, 3)
+  num_heads: tuple[int, ...] = (6, 6, 6)
+  num_group_tokens: tuple[int, ...] = (64, 8, 0)
+  num_output_groups: tuple[int, ...] = (64, 8)  # one entry per stage but the last
+  mlp_ratio: float = 4.0
+  qkv_bias: bool = True
+  drop_path_rate: float = 0.1
+  hard_assignment: bool = True
+  assign_eps: float = 1.0
+  assign_mlp_ratio: tuple[float, float] = (0.5, 4.0)
+  layer_norm_eps: float = 1e-5
+  act: str = "gelu"  # every vision MLP (exact erf GELU in the reference)
+
+  def __post_init__(self):
+    for name in ("depths", "num_heads", "num_group_tokens", "num_output_groups", "assign_mlp_ratio"):
+      object.__setattr__(self, name, tuple(getattr(self, name)))
+    n = len(self.depths)
+    if not (len(self.num_heads) == len(self.num_group_tokens) == n):
+      raise ValueError(
+          f"vision config: depths {self.depths}, num_heads {self.num_heads} and num_group_tokens "
+          f"{self.num_group_tokens} must have one entry per stage")
+    if len(self.num_output_groups) != n - 1:
+      raise ValueError(
+          f"vision config: num_output_groups {self.num_output_groups} must have len(depths)-1 = "
+          f"{n - 1} entries (one per grouping stage)")
+    for s in range(n - 1):
+      if self.num_group_tokens[s] <= 0 or self.num_output_groups[s] <= 0:
+        raise ValueError(f"vision config: stage {s} is followed by another stage, so it needs group "
+                         f"tokens and output groups > 0, got {self.num_group_tokens[s]} / "
+                         f"{self.num_output_groups[s]}")
+    if n > 0 and self.num_group_tokens[-1] != 0:
+      raise ValueError("vision config: the last stage has no group tokens (num_group_tokens[-1] == 0)")
+    for h in self.num_heads:
+      if self.embed_dim % h:
+        raise ValueError(f"vision config: embed_dim {self.embed_dim} not divisible by heads {h}")
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.depths)
+
+  @property
+  def grid_size(self) -> int:
+    """Side of the square patch grid of the stored position embedding."""
+    return self.img_size // self.patch_size
+
+  @property
+  def num_groups(self) -> int:
+    """Number of segment tokens the encoder ends with."""
+    return self.num_output_groups[-1] if self.num_output_groups else self.grid_size**2
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+  """CLIP-style causal text Transformer (``text_encoder``)."""
+
+  context_length: int = 77
+  vocab_size: int = 49408
+  width: int = 256
+  layers: int = 12
+  heads: int = 4
+  mlp_ratio: float = 4.0
+  layer_norm_eps: float = 1e-5
+  act: str = "quick_gelu"
+  # Pooling position: None = argmax(ids) (official: the first EOT, 49407 being the largest id);
+  # an id = its first occurrence (transformers' rule for eos_token_id != 2; position 0 if absent).
+  eos_token_id: int | None = None
+
+  def __post_init__(self):
+    if self.width % self.heads:
+      raise ValueError(f"text config: width {self.width} not divisible by heads {self.heads}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupViTConfig:
+  """The whole model: encoders, projection heads, temperatures and numerics."""
+
+  vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
+  text: TextConfig = dataclasses.field(default_factory=TextConfig)
+  proj_dim: int = 256
+  proj_hidden_dim: int = 4096
+  proj_num_layers: int = 2
+  contrast_temperature: float = 0.07
+  multi_label: int = 0  # K prompts per caption; 0 disables the multi-label loss
+  share_temperature: bool = False
+  multi_label_loss_weight: float = 1.0
+  bn_momentum: float = 0.9  # Flax convention: running = m*running + (1-m)*batch (torch 0.1)
+  bn_eps: float = 1e-5
+  dtype: str = "float32"  # compute dtype; norms, softmaxes and the gumbel noise stay float32
+  param_dtype: str = "float32"
+  remat: bool = False  # rematerialise every transformer block in the backward pass
+
+  def __post_init__(self):
+    if isinstance(self.vision, dict):
+      object.__setattr__(self, "vision", VisionConfig(**self.vision))
+    if isinstance(self.text, dict):
+      object.__setattr__(self, "text", TextConfig(**self.text))
+    if self.proj_num_layers not in (1, 2, 3):
+      raise ValueError(f"proj_num_layers must be 1, 2 or 3, got {self.proj_num_layers}")
+    for name in ("dtype", "param_dtype"):
+      if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")
+
+  @property
+  def logit_scale_init(self) -> float:
+    return math.log(1.0 / self.contrast_temperature)
+
+  @property
+  def has_multi_label_scale(self) -> bool:
+    return self.multi_label > 0 and not self.share_temperature
+
+  def replace(self, **kw) -> "GroupViTConfig":
+    return dataclasses.replace(self, **kw)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "GroupViTConfig":
+    """Builds a config from a (possibly partial) dict; unknown keys are an error."""
+    d = dict(d)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+      raise ValueError(f"unknown model config keys {sorted(unknown)}; expected some of {sorted(known)}")
+    for key, sub in (("vision", VisionConfig), ("text", TextConfig)):
+      if key in d and isinstance(d[key], dict):
+        sub_known = {f.name for f in dataclasses.fields(sub)}
+        bad = set(d[key]) - sub_known
+        if bad:
+          raise ValueError(f"unknown model.{key} config keys {sorted(bad)}; expected some of "
+                           f"{sorted(sub_known)}")
+        d[key] = sub(**d[key])
+    return cls(**d)
+
+  @classmethod
+  def from_json(cls, text: str) -> "GroupViTConfig":
+    return cls.from_dict(json.loads(text))
+
+
+# ---- presets --------------------------------------------------------------------------------------
+
+
+def gcc_yfcc() -> GroupViTConfig:
+  """The released ``group_vit_gcc_yfcc_30e`` model: 2 stages, multi-label loss with K=3."""
+  return GroupViTConfig(multi_label=3)
+
+
+def gcc_redcap() -> GroupViTConfig:
+  """The released ``group_vit_gcc_redcap_30e`` model: 2 stages, no multi-label loss."""
+  return GroupViTConfig(multi_label=0)
+
+
+def one_stage() -> GroupViTConfig:
+  """The paper's 1-stage model: 64 group tokens mixed down to 8 segments after 6 blocks."""
+  return GroupViTConfig(
+      vision=VisionConfig(depths=(6, 6), num_heads=(6, 6), num_group_tokens=(64, 0),
+                          num_output_groups=(8,)),
+      multi_label=3)
+
+
+def tiny(**vision_overrides) -> GroupViTConfig:
+  """A few-thousand-parameter model for tests: width 32, 1 block per stage, 32 px input."""
+  vision = dict(img_size=32, patch_size=8, embed_dim=32, depths=(1, 1, 1), num_heads=(2, 2, 2),
+                num_group_tokens=(4, 2, 0), num_output_groups=(4, 2), drop_path_rate=0.0)
+  vision.update(vision_overrides)
+  return GroupViTConfig(
+      vision=VisionConfig(**vision),
+      text=TextConfig(context_length=16, vocab_size=49408, width=32, layers=1, heads=2),
+      proj_dim=16, proj_hidden_dim=64, multi_label=0)
+
+
+PRESETS = {"gcc_yfcc": gcc_yfcc, "gcc_redcap": gcc_redcap, "one_stage": one_stage, "tiny": tiny}
