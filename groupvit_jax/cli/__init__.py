@@ -1,0 +1,1 @@
+"""The ``groupvit-jax`` command line."""

@@ -1,0 +1,1 @@
+"""Zero-shot evaluation: class embeddings, segmentation and classification."""
