@@ -27,15 +27,23 @@ def _cubic2(x):  # 1 < |x| < 2
   return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
 
+def _source_coords(in_size: int, out_size: int) -> np.ndarray:
+  """Source coordinates as PyTorch's CPU kernels compute them: ``scale`` in float32, then
+  ``scale * (d + 0.5) - 0.5`` rounded once to float32 (a fused multiply-add). Plain float64 or
+  twice-rounded float32 coordinates move 600-px resizes by up to 1e-4."""
+  scale = np.float32(in_size) / np.float32(out_size)
+  d = np.arange(out_size, dtype=np.float64)
+  return (np.float64(scale) * (d + 0.5) - 0.5).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=256)
 def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
   """``[out, in]`` float64 matrix of PyTorch ``mode='bicubic', align_corners=False``."""
   w = np.zeros((out_size, in_size), np.float64)
   if in_size == out_size:
     return np.eye(in_size)
-  scale = in_size / out_size
-  for d in range(out_size):
-    s = (d + 0.5) * scale - 0.5  # not clamped for cubic
+  for d, s in enumerate(_source_coords(in_size, out_size)):  # not clamped for cubic
+    s = float(s)
     i0 = int(np.floor(s))
     t = s - i0
     coeffs = (_cubic2(t + 1.0), _cubic1(t), _cubic1(1.0 - t), _cubic2(2.0 - t))
@@ -50,9 +58,8 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
   w = np.zeros((out_size, in_size), np.float64)
   if in_size == out_size:
     return np.eye(in_size)
-  scale = in_size / out_size
-  for d in range(out_size):
-    s = max((d + 0.5) * scale - 0.5, 0.0)
+  for d, s in enumerate(_source_coords(in_size, out_size)):
+    s = max(float(s), 0.0)
     i0 = int(s)  # floor for s >= 0
     i1 = i0 + 1 if i0 < in_size - 1 else i0
     lam = s - i0

@@ -67,13 +67,6 @@ def group_projector(dim: int, in_tokens: int, out_tokens: int, *, eps: float, ac
   ])
 
 
-def _run_block(block: AttnBlock, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
-  return block(x, train=train, rngs=rngs)
-
-
-_run_block_remat = nnx.remat(_run_block, static_argnums=(2,))
-
-
 class GroupingLayer(nnx.Module):
   """One stage (key ``layers.{s}``): group tokens + ViT blocks + optional ``GroupingBlock``."""
 
@@ -131,9 +124,8 @@ class GroupingLayer(nnx.Module):
         norm, mixer = self.group_projector
         group_token = group_token + mixer(norm(prev_group_token)).astype(x.dtype)
       x = jnp.concatenate([x, group_token], axis=1)  # group tokens after the image tokens
-    run = _run_block_remat if self.remat else _run_block
     for block in self.blocks:
-      x = run(block, x, train, rngs)
+      x = block(x, train=train, rngs=rngs, remat=self.remat)
     if self.group_token is not None:
       x, group_token = x[:, :-self.num_group_token], x[:, -self.num_group_token:]
     maps = None

@@ -206,15 +206,25 @@ class Attention(nnx.Module):
     return self.proj(multi_head_attention(q, k, v, self.num_heads, mask))
 
 
-def drop_path(x: jax.Array, rate: float, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
-  """Stochastic depth: drops whole samples of a residual branch, survivors scaled by 1/keep."""
-  if not train or rate == 0.0:
+def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Stochastic depth: drops whole samples of a residual branch, survivors scaled by 1/keep.
+  ``key=None`` (eval) is the identity."""
+  if key is None or rate == 0.0:
     return x
-  if rngs is None:
-    raise ValueError("drop_path in training needs rngs with a 'drop_path' stream")
   keep = 1.0 - rate
-  mask = jax.random.bernoulli(rngs.drop_path(), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+  mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
   return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+def remat_call(module: nnx.Module, method: str, *args):
+  """``getattr(module, method)(*args)`` under ``jax.checkpoint`` (activations recomputed in the
+  backward pass). The method must not mutate the module's variables."""
+  graphdef, state = nnx.split(module)
+
+  def run(state, *args):
+    return getattr(nnx.merge(graphdef, state), method)(*args)
+
+  return jax.checkpoint(run)(state, *args)
 
 
 class AttnBlock(nnx.Module):
@@ -232,10 +242,22 @@ class AttnBlock(nnx.Module):
                    dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.drop_path_rate = drop_path
 
-  def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
-    """x: [B, N, C] -> [B, N, C]."""
-    x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, train, rngs)
-    x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, train, rngs)
+  def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None,
+               remat: bool = False) -> jax.Array:
+    """x: [B, N, C] -> [B, N, C]. Training with stochastic depth needs ``rngs.drop_path``."""
+    key = None
+    if train and self.drop_path_rate > 0:
+      if rngs is None:
+        raise ValueError("drop_path in training needs rngs with a 'drop_path' stream")
+      key = rngs.drop_path()
+    if remat:
+      return remat_call(self, "forward", x, key)
+    return self.forward(x, key)
+
+  def forward(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    k1, k2 = jax.random.split(key) if key is not None else (None, None)
+    x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, k1)
+    x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, k2)
     return shd.constrain(x, (shd.BATCH, shd.LENGTH, EMBED))
 
 

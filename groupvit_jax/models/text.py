@@ -10,7 +10,7 @@ from flax import nnx
 from groupvit_jax import sharding as shd
 from groupvit_jax.model_config import TextConfig
 from groupvit_jax.models.layers import (ACTIVATIONS, Dtype, LayerNorm, linear, mlp_hidden,
-                                        multi_head_attention, normal)
+                                        multi_head_attention, normal, remat_call)
 from groupvit_jax.sharding import EMBED, HEADS, MLP, SEQ, VOCAB
 
 
@@ -68,13 +68,6 @@ class ResidualAttentionBlock(nnx.Module):
     return shd.constrain(x, (shd.BATCH, shd.LENGTH, EMBED))
 
 
-def _run_block(block, x, mask):
-  return block(x, mask)
-
-
-_run_block_remat = nnx.remat(_run_block)
-
-
 class Transformer(nnx.Module):
   """Stack of ``resblocks``."""
 
@@ -87,9 +80,8 @@ class Transformer(nnx.Module):
     self.remat = remat
 
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    run = _run_block_remat if self.remat else _run_block
     for block in self.resblocks:
-      x = run(block, x, mask)
+      x = remat_call(block, "__call__", x, mask) if self.remat else block(x, mask)
     return x
 
 

@@ -1,0 +1,81 @@
+"""The CLIP BPE tokenizer against transformers' CLIPTokenizer built from the same merges."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from groupvit_jax import tokenize
+from groupvit_jax.tokenizer import EOT_ID, SOT_ID, default_bpe_path, get_tokenizer
+
+STRINGS = [
+    "a photo of a cat.",
+    "A RED Triangle ABOVE a green circle!!",
+    "Hello, World... (really?) -- yes; [ok] {fine} <tags> #hash @at 100% & more",
+    "2023-11-25 12:30pm $45.99, 3.14159 and 1,000,000 items",
+    "café naïve résumé Ünïcödé Straße ÆØÅ ñandú",
+    "🐶 emoji 😀 test 🚀🔥 with a 🐱‍👤 sequence",
+    "it's they're we've I'm you'll he'd",
+    "  multiple   spaces\tand\nnewlines  ",
+    "日本語のテキスト と 中文 and русский текст",
+    "x" * 120,
+    "a long caption " * 40,
+]
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(tmp_path_factory):
+  from transformers import CLIPTokenizer
+  d = tmp_path_factory.mktemp("clip_tok")
+  tok = get_tokenizer()
+  (d / "vocab.json").write_text(json.dumps(tok.encoder))
+  with gzip.open(str(default_bpe_path()), "rt", encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  merges = ["#version: 0.2"] + lines[1:49152 - 256 - 2 + 1]
+  (d / "merges.txt").write_text("\n".join(merges), encoding="utf-8")
+  return CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"))
+
+
+def _hf_ids(hf, text, length=77):
+  ids = np.array(hf(text, padding="max_length", max_length=length, truncation=True)["input_ids"])
+  # HF pads with the EOT id; the reference pads with 0 after the first EOT.
+  first_eot = int(np.argmax(ids == EOT_ID))
+  ids[first_eot + 1:] = 0
+  return ids
+
+
+@pytest.mark.parametrize("text", STRINGS)
+def test_equals_transformers_clip_tokenizer(hf_tokenizer, text):
+  np.testing.assert_array_equal(tokenize(text), _hf_ids(hf_tokenizer, text))
+
+
+def test_html_entities_are_unescaped_like_the_reference(hf_tokenizer):
+  """The reference cleans with html.unescape (twice); transformers does not (spec 2.2)."""
+  assert (tokenize("A&amp;B &lt;3") == _hf_ids(hf_tokenizer, "A&B <3")).all()
+  assert (tokenize("A&amp;amp;B") == tokenize("A&B")).all()
+
+
+def test_layout_padding_and_truncation():
+  out = tokenize(["a photo of a cat.", "dog"], context_length=77)
+  assert out.dtype == np.int32 and out.shape == (2, 77)
+  assert out[0, 0] == SOT_ID and out[1, 2] == EOT_ID and (out[1, 3:] == 0).all()
+  single = tokenize("dog")
+  assert single.shape == (77,) and (single == out[1]).all()
+  long = tokenize("word " * 200, context_length=16)
+  assert long.shape == (16,) and long[0] == SOT_ID and long[-1] == EOT_ID
+  assert (long[1:-1] != 0).all()
+
+
+def test_vocab_and_roundtrip():
+  tok = get_tokenizer()
+  assert tok.vocab_size == 49408
+  assert tok.encoder["<|startoftext|>"] == SOT_ID and tok.encoder["<|endoftext|>"] == EOT_ID
+  assert tok.decode(tok.encode("A photo of two dogs!")) == "a photo of two dogs !"
+
+
+def test_bad_input():
+  with pytest.raises(TypeError):
+    tokenize([1, 2])
+  with pytest.raises(ValueError, match="context_length"):
+    tokenize("x", context_length=1)
