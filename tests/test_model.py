@@ -148,8 +148,12 @@ def test_remat_gives_identical_gradients():
   l1, g1 = _loss_and_grads(cfg)
   l2, g2 = _loss_and_grads(cfg.replace(remat=True))
   np.testing.assert_allclose(float(l1), float(l2), rtol=1e-6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5),
-               g1, g2)
+  # Recomputation fuses differently: equal up to float32 reordering. Judge against the global
+  # gradient scale: some leaves (e.g. a token-mixer bias followed by a LayerNorm over channels)
+  # have an analytic gradient of 0 and hold only cancellation noise of that scale.
+  scale = max(float(np.abs(np.asarray(g)).max()) for g in jax.tree.leaves(g1))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                                                       atol=1e-4 * scale), g1, g2)
   assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(g1)) > 0
 
 
