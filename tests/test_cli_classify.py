@@ -133,4 +133,4 @@ def test_add_arguments_keeps_options_the_evaluate_parser_already_has():
   args = parser.parse_args(["--dataset", "imagenet", "--checkpoint", "c", "--data-root", "d",
                             "--batch-size", "8", "--layout", "flat"])
   assert (args.output, args.batch_size, args.layout, args.templates) == (
-      "results.json", 8, "flat", "subset")
+      "results.json", 8, "flat", None)  # None: run() uses the reference's "subset"

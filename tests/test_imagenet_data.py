@@ -95,7 +95,8 @@ def test_flat_layout_one_synset_per_line_in_sorted_name_order(tmp_path):
      ":2: class index 1000 is outside 0-999"),
     ("ILSVRC2012_val_00000009.JPEG 3\n", "ILSVRC2012_val_00000009.JPEG: no such image"),
     ("ILSVRC2012_val_00000001.JPEG 3\nILSVRC2012_val_00000002.JPEG\n", ":2: expected 'FILE LABEL'"),
-    ("ImageId,Label\nILSVRC2012_val_00000001.JPEG tench\n", ":2: label 'tench' is neither a WordNet"),
+    ("ImageId,Label\nILSVRC2012_val_00000001.JPEG tench\n",
+     ":2: label 'tench' is neither a WordNet"),
     ("# only a comment\n", "no labels in the file"),
 ])
 def test_bad_labels_files_name_the_line(tmp_path, text, message):

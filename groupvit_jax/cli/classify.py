@@ -1,5 +1,5 @@
-"""``groupvit-jax classify --checkpoint CKPT --image IMG [IMG ...] --labels "cat,dog,car"``: zero-shot
-classification of image files against free-text labels, ranked with probabilities."""
+"""``groupvit-jax classify --checkpoint CKPT --image IMG [IMG ...] --labels "cat,dog,car"``:
+zero-shot classification of image files against free-text labels, ranked with probabilities."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Zero-shot ImageNet-1k evaluation: ``groupvit-jax evaluate --dataset imagenet ...`` dispatches here
-(``add_arguments`` + ``run``); ``python -m groupvit_jax.cli.evaluate_imagenet ...`` runs it alone.
+"""Zero-shot ImageNet-1k evaluation. ``groupvit-jax evaluate --dataset imagenet ...`` dispatches
+here (``add_arguments`` + ``run``); ``python -m groupvit_jax.cli.evaluate_imagenet ...`` runs it
+alone.
 
 Writes a JSON file with ``top1``, ``top5`` (percent), ``num_images`` and ``protocol``.
 """
@@ -15,6 +16,9 @@ import time
 from groupvit_jax.cli.main import CLIError
 from groupvit_jax.evaluate.imagenet_data import LAYOUTS
 from groupvit_jax.evaluate.prompts import TEMPLATE_SETS
+
+# The reference's ImageNet prompt set (spec 5.1); used when --templates is not given.
+DEFAULT_TEMPLATES = "subset"
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   _add(parser, "--output", default=None, help="results JSON file (default: print only)")
   _add(parser, "--batch-size", type=int, default=64,
        help="images per step, rounded up to a multiple of the device count (default: 64)")
-  _add(parser, "--templates", default="subset", choices=sorted(TEMPLATE_SETS),
+  _add(parser, "--templates", default=None, choices=sorted(TEMPLATE_SETS),
        help="prompt template set (default: subset, the 7 templates of the reference)")
   _add(parser, "--labels-file", default=None,
        help="labels for a flat folder: 'FILE LABEL' lines (LABEL = WordNet id or class index 0-999 "
@@ -52,8 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+  # Heavy imports (jax, the model) only when the command runs, not when --help is shown.
   from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import imagenet_data, zeroshot_cls  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate import imagenet_data  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate import zeroshot_cls  # pylint: disable=g-import-not-at-top
+  for flag in ("checkpoint", "data_root"):
+    if not getattr(args, flag, None):
+      raise CLIError(f"--{flag.replace('_', '-')} is required for --dataset imagenet")
+  templates = args.templates or DEFAULT_TEMPLATES
   if args.batch_size < 1:
     raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
   if args.max_images is not None and args.max_images < 1:
@@ -73,7 +83,7 @@ def run(args) -> int:
   print(f"loading {args.checkpoint} ...", flush=True)
   model = load_pretrained(args.checkpoint)
   start = time.time()
-  result = zeroshot_cls.evaluate(model, data, templates=args.templates, batch_size=args.batch_size,
+  result = zeroshot_cls.evaluate(model, data, templates=templates, batch_size=args.batch_size,
                                  image_size=args.image_size, num_workers=args.num_workers,
                                  max_images=args.max_images)
   result = {"dataset": "imagenet", **result, "num_classes_present": data.num_classes_present,

@@ -57,7 +57,8 @@ _SYNSET = re.compile(r"^n\d{8}$")
 
 EXPECTED = (
     "Expected one of:\n"
-    "  - one folder per class named by WordNet id: ROOT/n01440764/*.JPEG ... ROOT/n15075141/*.JPEG\n"
+    "  - one folder per class named by WordNet id:\n"
+    "    ROOT/n01440764/*.JPEG ... ROOT/n15075141/*.JPEG\n"
     "  - a flat folder of images plus --labels-file (lines 'FILE LABEL', LABEL a WordNet id or a\n"
     "    class index 0-999 in sorted WordNet-id order; or one WordNet id per line in sorted\n"
     "    file-name order)\n"
@@ -104,7 +105,8 @@ def _listing(root: str) -> tuple[list[str], list[str]]:
 def _layout_error(root: str, why: str) -> DatasetLayoutError:
   dirs, images = _listing(root)
   shown = ", ".join(dirs[:8]) + (", ..." if len(dirs) > 8 else "")
-  found = f"Found {len(dirs)} folder(s){' (' + shown + ')' if dirs else ''}, {len(images)} image(s)."
+  shown = f" ({shown})" if dirs else ""
+  found = f"Found {len(dirs)} folder(s){shown}, {len(images)} image(s)."
   return DatasetLayoutError(f"{root}: {why}\n{EXPECTED}\n{found}")
 
 
