@@ -98,6 +98,7 @@ def test_flat_layout_one_synset_per_line_in_sorted_name_order(tmp_path):
     ("ImageId,Label\nILSVRC2012_val_00000001.JPEG tench\n",
      ":2: label 'tench' is neither a WordNet"),
     ("# only a comment\n", "no labels in the file"),
+    ("ILSVRC2012_val_00000001.JPEG 3\nILSVRC2012_val_00000001 4\n", "already labelled on line 1"),
 ])
 def test_bad_labels_files_name_the_line(tmp_path, text, message):
   _flat(tmp_path)

@@ -21,7 +21,8 @@ Layouts (``open_imagenet(root, layout=...)``):
      without its extension (``ILSVRC2012_val_00000001``) when exactly one image in ROOT has that
      stem. LABEL is a WordNet id (``n01751748``) or a class index 0-999 in sorted WordNet-id order
      (as in Caffe's ``val.txt``). A first line whose LABEL field is a word (a header such as
-     Kaggle's ``ImageId,PredictionString``) is skipped. Exactly the listed images are evaluated.
+     Kaggle's ``ImageId,PredictionString``) is skipped. Exactly the listed images are evaluated,
+     each listed once.
   2. ``LABEL`` alone: one WordNet id per line, line i labelling the i-th image of ROOT in sorted
      file-name order (the format of tfds' ``imagenet2012/validation_labels.txt``); the number of
      lines must equal the number of images.
@@ -233,6 +234,7 @@ def _open_flat(root: str, labels_file: str) -> LabelledImages:
     stems: dict[str, list[str]] = {}
     for name in images:
       stems.setdefault(os.path.splitext(name)[0], []).append(name)
+    listed: dict[str, int] = {}
     for number, fields in lines:
       where = f"{labels_file}:{number}"
       if len(fields) < 2:
@@ -245,6 +247,9 @@ def _open_flat(root: str, labels_file: str) -> LabelledImages:
           why = "several images have that name" if match else "no such image"
           raise DatasetLayoutError(f"{where}: {path}: {why}")
         path = os.path.join(root, match[0])
+      if path in listed:
+        raise DatasetLayoutError(f"{where}: {path} is already labelled on line {listed[path]}")
+      listed[path] = number
       samples.append((path, _parse_label(fields[1], where)))
   if not samples:
     raise DatasetLayoutError(f"{labels_file}: no labels after the header line")
