@@ -1,0 +1,119 @@
+"""Zero-shot ImageNet-1k evaluation. ``groupvit-jax evaluate --dataset imagenet ...`` dispatches
+here (``add_arguments`` + ``run``); ``python -m groupvit_jax.cli.evaluate_imagenet ...`` runs it
+alone.
+
+Writes a JSON file with ``top1``, ``top5`` (percent), ``num_images`` and ``protocol``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from groupvit_jax.cli.main import CLIError
+from groupvit_jax.evaluate.imagenet_data import LAYOUTS
+from groupvit_jax.evaluate.prompts import TEMPLATE_SETS
+
+# The reference's ImageNet prompt set (spec 5.1); used when --templates is not given.
+DEFAULT_TEMPLATES = "subset"
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+  """Adds ``flag`` unless the (shared ``evaluate``) parser already has it."""
+  if flag not in parser._option_string_actions:  # pylint: disable=protected-access
+    parser.add_argument(flag, **kwargs)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """The ImageNet options; those the caller already defined (--checkpoint, ...) are kept."""
+  _add(parser, "--checkpoint", required=True,
+       help="groupvit_jax directory, transformers directory/file or official .pth")
+  _add(parser, "--data-root", required=True,
+       help="ImageNet val: a folder with one sub-folder per WordNet id, a flat image folder "
+       "(with --labels-file), or for --layout tfds the folder holding ILSVRC2012_img_val.tar")
+  _add(parser, "--output", default=None, help="results JSON file (default: print only)")
+  _add(parser, "--batch-size", type=int, default=64,
+       help="images per step, rounded up to a multiple of the device count (default: 64)")
+  _add(parser, "--templates", default=None, choices=sorted(TEMPLATE_SETS),
+       help="prompt template set (default: subset, the 7 templates of the reference)")
+  _add(parser, "--labels-file", default=None,
+       help="labels for a flat folder: 'FILE LABEL' lines (LABEL = WordNet id or class index 0-999 "
+       "in sorted WordNet-id order) or one WordNet id per line in sorted file-name order; see "
+       "docs/classification.md")
+  _add(parser, "--layout", default="auto", choices=LAYOUTS,
+       help="data layout (default: auto = folders, or flat when --labels-file is given)")
+  _add(parser, "--tfds-data-dir", default=None,
+       help="tfds data directory for --layout tfds (default: tfds' own, ~/tensorflow_datasets)")
+  _add(parser, "--image-size", type=int, default=None,
+       help="center-crop size (default: the model's input size, 224 for the released models)")
+  _add(parser, "--num-workers", type=int, default=None,
+       help="image reader threads (default: CPU count, at most 16)")
+  _add(parser, "--max-images", type=int, default=None,
+       help="evaluate only the first N images (smoke tests; the numbers are then not comparable)")
+
+
+def run(args) -> int:
+  # Heavy imports (jax, the model) only when the command runs, not when --help is shown.
+  from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate import imagenet_data  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate import zeroshot_cls  # pylint: disable=g-import-not-at-top
+  for flag in ("checkpoint", "data_root"):
+    if not getattr(args, flag, None):
+      raise CLIError(f"--{flag.replace('_', '-')} is required for --dataset imagenet")
+  templates = args.templates or DEFAULT_TEMPLATES
+  if args.batch_size < 1:
+    raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+  if args.max_images is not None and args.max_images < 1:
+    raise CLIError(f"--max-images must be >= 1, got {args.max_images}")
+  if args.output and os.path.isdir(args.output):
+    raise CLIError(f"--output {args.output} is a directory; give a .json file name")
+  data = imagenet_data.open_imagenet(args.data_root, args.layout, labels_file=args.labels_file,
+                                     tfds_data_dir=args.tfds_data_dir)
+  print(f"{data.layout} layout: {len(data)} images"
+        + (f" in {data.num_classes_present} classes" if data.num_classes_present else ""),
+        flush=True)
+  if data.num_classes_present is not None and data.num_classes_present < 1000:
+    print(f"warning: only {data.num_classes_present} of the 1000 classes have images; the "
+          "classifier still chooses among all 1000", file=sys.stderr)
+  for note in data.notes:
+    print(f"note: {note}", flush=True)
+  print(f"loading {args.checkpoint} ...", flush=True)
+  model = load_pretrained(args.checkpoint)
+  start = time.time()
+  result = zeroshot_cls.evaluate(model, data, templates=templates, batch_size=args.batch_size,
+                                 image_size=args.image_size, num_workers=args.num_workers,
+                                 max_images=args.max_images)
+  result = {"dataset": "imagenet", **result, "num_classes_present": data.num_classes_present,
+            "layout": data.layout, "data_root": os.path.abspath(args.data_root),
+            "checkpoint": args.checkpoint, "seconds": round(time.time() - start, 1)}
+  if args.max_images is not None:
+    result["max_images"] = args.max_images
+  print(f"ImageNet zero-shot: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
+        f"({result['num_images']} images, {result['seconds']:.0f} s)")
+  if args.output:
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=2)
+    print(f"wrote {args.output}")
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m groupvit_jax.cli.evaluate_imagenet",
+      description="Zero-shot ImageNet-1k top-1/top-5 (the reference protocol; see "
+      "docs/classification.md).")
+  add_arguments(parser)
+  args = parser.parse_args(argv)
+  try:
+    return run(args)
+  except (CLIError, FileNotFoundError, ValueError, ImportError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())
