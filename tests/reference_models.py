@@ -5,6 +5,7 @@ something it did not generate."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 TINY_HF = dict(
     vision_config=dict(hidden_size=32, intermediate_size=128, depths=[1, 1, 1],
@@ -21,7 +22,6 @@ def make_hf_model(config_kwargs: dict, seed: int = 0):
   weights get noise, LayerNorm/BatchNorm scales move away from 1, BatchNorm running statistics
   become non-trivial and the logit scale leaves its init, so no mapping error hides behind an
   init of ones and zeros."""
-  import torch
   import transformers
   torch.manual_seed(seed)
   model = transformers.GroupViTModel(transformers.GroupViTConfig(**config_kwargs)).eval()
@@ -96,3 +96,30 @@ def official_from_hf(sd: dict[str, np.ndarray], depths, text_layers: int) -> dic
     out[f"{off}.linear_out.bias"] = sd[f"{hf_name}.3.bias"]
   out["logit_scale"] = sd["logit_scale"]
   return out
+
+
+def reference_outputs(hf_model, x, ids):
+  with torch.no_grad():
+    out = hf_model(input_ids=torch.tensor(ids, dtype=torch.long),
+                   pixel_values=torch.tensor(x).permute(0, 3, 1, 2), output_attentions=True)
+  return out
+
+
+def assert_parity(model, hf_model, x, ids):
+  ref = reference_outputs(hf_model, x, ids)
+  out = model(pixel_values=x, input_ids=ids)
+  np.testing.assert_allclose(np.asarray(out.image_embeds), ref.image_embeds.numpy(), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(out.text_embeds), ref.text_embeds.numpy(), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(out.logits_per_image), ref.logits_per_image.numpy(),
+                             atol=1e-3)
+  np.testing.assert_allclose(np.asarray(out.logits_per_text), ref.logits_per_text.numpy(),
+                             atol=1e-3)
+  ref_maps = ref.vision_model_output.attentions
+  assert len(out.soft_maps) == len(ref_maps) > 0
+  for ours, theirs in zip(out.soft_maps, ref_maps):
+    assert ours.shape == tuple(theirs.shape)
+    np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)
+  # The logits really depend on the inputs (guards against a degenerate comparison).
+  assert np.ptp(ref.logits_per_image.numpy()) > 1e-3
+
+

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 import groupvit_jax as gv
 from groupvit_jax.convert.hf_config import from_hf
-from reference_models import TINY_HF, hf_state_dict_numpy, make_hf_model, official_from_hf
+from reference_models import (TINY_HF, assert_parity, hf_state_dict_numpy, make_hf_model,
+                              official_from_hf)
 
 TEXTS = ["a photo of a cat.", "a dog running on the grass", "two red cars"]
 
@@ -21,31 +22,6 @@ TEXTS = ["a photo of a cat.", "a dog running on the grass", "two red cars"]
 def _inputs(size: int, context_length: int, batch: int = 2, seed: int = 0):
   x = np.random.RandomState(seed).randn(batch, size, size, 3).astype(np.float32)
   return x, gv.tokenize(TEXTS, context_length=context_length)
-
-
-def _reference_outputs(hf_model, x, ids):
-  with torch.no_grad():
-    out = hf_model(input_ids=torch.tensor(ids, dtype=torch.long),
-                   pixel_values=torch.tensor(x).permute(0, 3, 1, 2), output_attentions=True)
-  return out
-
-
-def assert_parity(model, hf_model, x, ids):
-  ref = _reference_outputs(hf_model, x, ids)
-  out = model(pixel_values=x, input_ids=ids)
-  np.testing.assert_allclose(np.asarray(out.image_embeds), ref.image_embeds.numpy(), atol=1e-4)
-  np.testing.assert_allclose(np.asarray(out.text_embeds), ref.text_embeds.numpy(), atol=1e-4)
-  np.testing.assert_allclose(np.asarray(out.logits_per_image), ref.logits_per_image.numpy(),
-                             atol=1e-3)
-  np.testing.assert_allclose(np.asarray(out.logits_per_text), ref.logits_per_text.numpy(),
-                             atol=1e-3)
-  ref_maps = ref.vision_model_output.attentions
-  assert len(out.soft_maps) == len(ref_maps) > 0
-  for ours, theirs in zip(out.soft_maps, ref_maps):
-    assert ours.shape == tuple(theirs.shape)
-    np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)
-  # The logits really depend on the inputs (guards against a degenerate comparison).
-  assert np.ptp(ref.logits_per_image.numpy()) > 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ PAIRS: list[tuple[str, str]] = [
 
 _FIELD = {"s": r"\d+", "j": r"\d+", "l": r"\d+", "p": r"[^.]+", "rest": r".+", "qkv": r"[qkv]"}
 HF_IGNORED = re.compile(r"^text_model\.embeddings\.position_ids$")
-OFFICIAL_NOT_IN_HF = re.compile(r"(^multi_label_logit_scale$|num_batches_tracked$)")
+OFFICIAL_NOT_IN_HF = re.compile(r"^multi_label_logit_scale$")
 _CONV1D = re.compile(r"_projector\.(linear_hidden\.\d+|linear_out)\.weight$")
 
 
@@ -118,11 +118,11 @@ def official_to_hf(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
       fields = m.groupdict()
       if "qkv" in hf_t:
         for name, part in zip("qkv", np.split(value, 3, axis=0)):
-          out[hf_t.format(qkv=name, **fields)] = np.ascontiguousarray(part)
+          out[hf_t.format(qkv=name, **fields)] = np.asarray(part, order="C")
       else:
         if _CONV1D.search(key) and value.ndim == 3:
           value = value[..., 0]
-        out[hf_t.format(**fields)] = np.ascontiguousarray(value)
+        out[hf_t.format(**fields)] = np.asarray(value, order="C")
       break
     else:
       unknown.append(key)

@@ -94,7 +94,8 @@ def export_hf(model: GroupViT, directory: str) -> str:
   ``transformers.GroupViTModel.from_pretrained`` loads."""
   cfg = hf_config.to_hf(model.config)
   sd = hf_keys.official_to_hf(to_official_state_dict(model))
-  sd = {k: np.ascontiguousarray(v.astype(np.float32) if v.dtype.kind == "f" else v)
+  # (np.asarray, not ascontiguousarray: that turns the 0-d logit_scale into shape [1].)
+  sd = {k: np.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v, order="C")
         for k, v in sd.items()}
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "config.json"), "w") as f:

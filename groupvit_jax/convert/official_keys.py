@@ -53,7 +53,7 @@ def to_official(flat: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   out = {}
   for path, value in flat.items():
     key, (fwd, _) = official_key(path)
-    out[key] = np.ascontiguousarray(fwd(np.asarray(value)))
+    out[key] = np.asarray(fwd(np.asarray(value)), order="C")
     if key.endswith(".running_mean"):
       out[key[:-len("running_mean")] + "num_batches_tracked"] = np.asarray(0, np.int64)
   return out
