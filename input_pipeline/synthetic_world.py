@@ -1,0 +1,221 @@
+"""A synthetic image-text world in which segmentation can emerge from captions alone.
+
+Each scene holds one to four objects (a shape kind and a colour) at random positions, sizes and
+overlaps on a textured or noisy background. Its caption names some or all of the visible objects in
+varied natural language (relations, counts, distractor words); its ground-truth mask labels every
+pixel with the shape kind drawn there (0 = background), for zero-shot evaluation only. Everything
+is a deterministic function of (seed, index).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "star")
+COLORS = {
+    "red": (215, 35, 35), "green": (35, 170, 55), "blue": (40, 70, 215),
+    "yellow": (235, 215, 30), "purple": (140, 50, 195), "orange": (245, 135, 20),
+}
+BACKGROUNDS = ("noise", "stripes", "checkerboard", "gradient", "plain")
+PLURAL = {s: s + "s" for s in SHAPES}
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+  image_size: int = 64
+  min_objects: int = 1
+  max_objects: int = 4
+  min_size: float = 0.22  # object diameter as a fraction of the image side
+  max_size: float = 0.45
+  min_visible: float = 0.4  # an object named in a caption keeps >= this fraction of its pixels
+  shapes: tuple[str, ...] = SHAPES
+  colors: tuple[str, ...] = tuple(COLORS)
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    """Segmentation classes: background, then the shape kinds (label i = class_names[i])."""
+    return ("background",) + tuple(self.shapes)
+
+
+@dataclasses.dataclass
+class SceneObject:
+  shape: str
+  color: str
+  cx: float
+  cy: float
+  size: float
+  angle: float
+  visible_fraction: float = 1.0
+
+
+@dataclasses.dataclass
+class Scene:
+  image: np.ndarray  # [H, W, 3] uint8
+  mask: np.ndarray  # [H, W] uint8: 0 background, i = shapes[i - 1]
+  objects: list[SceneObject]
+  background: str
+  caption: str
+
+
+# ---- geometry ---------------------------------------------------------------------------------------
+
+
+def _polygon(obj: SceneObject) -> list[tuple[float, float]]:
+  r = obj.size / 2
+  if obj.shape == "square":
+    pts = [(-r, -r), (r, -r), (r, r), (-r, r)]
+  elif obj.shape == "triangle":
+    pts = [(r * math.cos(a), r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+  elif obj.shape == "star":
+    pts = []
+    for k in range(10):
+      rr = r if k % 2 == 0 else 0.45 * r
+      a = -math.pi / 2 + k * math.pi / 5
+      pts.append((rr * math.cos(a), rr * math.sin(a)))
+  else:
+    raise ValueError(obj.shape)
+  c, s = math.cos(obj.angle), math.sin(obj.angle)
+  return [(obj.cx + x * c - y * s, obj.cy + x * s + y * c) for x, y in pts]
+
+
+def _draw(draw: ImageDraw.ImageDraw, obj: SceneObject, fill) -> None:
+  if obj.shape == "circle":
+    r = obj.size / 2
+    draw.ellipse([obj.cx - r, obj.cy - r, obj.cx + r, obj.cy + r], fill=fill)
+  else:
+    draw.polygon(_polygon(obj), fill=fill)
+
+
+# ---- backgrounds ------------------------------------------------------------------------------------
+
+
+def _muted(rng: np.random.Generator) -> np.ndarray:
+  """A low-saturation colour, so backgrounds never look like object colours."""
+  gray = rng.uniform(70, 200)
+  return np.clip(gray + rng.normal(0, 12, 3), 0, 255)
+
+
+def _background(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+  yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+  a, b = _muted(rng), _muted(rng)
+  if kind == "noise":
+    t = rng.uniform(0, 1, (n, n))[..., None]
+  elif kind == "stripes":
+    ang = rng.uniform(0, math.pi)
+    period = rng.uniform(5, 14)
+    t = ((np.cos(ang) * xx + np.sin(ang) * yy) // (period / 2) % 2)[..., None]
+  elif kind == "checkerboard":
+    cell = int(rng.integers(5, 13))
+    t = (((xx // cell) + (yy // cell)) % 2)[..., None]
+  elif kind == "gradient":
+    ang = rng.uniform(0, 2 * math.pi)
+    t = (np.cos(ang) * xx + np.sin(ang) * yy)
+    t = ((t - t.min()) / max(np.ptp(t), 1e-6))[..., None]
+  else:
+    t = np.zeros((n, n, 1))
+  img = a * (1 - t) + b * t + rng.normal(0, 6, (n, n, 3))
+  return np.clip(img, 0, 255)
+
+
+# ---- captions ---------------------------------------------------------------------------------------
+
+_OPENERS = ("", "", "", "a picture of ", "an image showing ", "a drawing with ", "here is ",
+            "a simple sketch of ", "look at ", "a photo of ", "this shows ", "a cute painting of ")
+_CLOSERS = ("", "", "", "", " on a {bg} background", " in the picture", ", drawn quickly",
+            ", nothing else", " and some texture", " today", " on the {bg} wall")
+_RELATIONS = (("above", lambda a, b: a.cy < b.cy - 6), ("below", lambda a, b: a.cy > b.cy + 6),
+              ("left of", lambda a, b: a.cx < b.cx - 6), ("right of", lambda a, b: a.cx > b.cx + 6),
+              ("next to", lambda a, b: True), ("and", lambda a, b: True))
+
+
+def _article(word: str) -> str:
+  return "an" if word[0] in "aeiou" else "a"
+
+
+def _np(obj: SceneObject, rng: np.random.Generator, with_color: bool = True) -> str:
+  words = f"{obj.color} {obj.shape}" if with_color else obj.shape
+  return f"{_article(words)} {words}"
+
+
+def make_caption(rng: np.random.Generator, objects: list[SceneObject], background: str) -> str:
+  """Names some or all visible objects; every named (colour, shape) is in the image."""
+  visible = [o for o in objects if o.visible_fraction > 0]
+  named = [visible[i] for i in sorted(rng.choice(len(visible), rng.integers(1, len(visible) + 1),
+                                                 replace=False))]
+  groups: dict[tuple[str, str], int] = {}
+  for o in named:
+    groups[(o.color, o.shape)] = groups.get((o.color, o.shape), 0) + 1
+  style = rng.integers(0, 4)
+  if style == 0 and len(named) >= 2:  # a relation between two named objects
+    a, b = named[0], named[1]
+    rel = [r for r, ok in _RELATIONS if ok(a, b)]
+    phrase = f"{_np(a, rng)} {rel[rng.integers(len(rel))]} {_np(b, rng)}"
+    rest = named[2:]
+    if rest:
+      phrase += " with " + " and ".join(_np(o, rng) for o in rest)
+  elif style == 1 and any(n > 1 for n in groups.values()):  # counts
+    parts = []
+    for (color, shape), n in groups.items():
+      parts.append(f"{NUMBER_WORDS[n]} {color} {PLURAL[shape]}" if n > 1 else
+                   f"{_article(color)} {color} {shape}")
+    phrase = " and ".join(parts)
+  elif style == 2:  # shapes only, colours omitted for some
+    phrase = " and ".join(_np(o, rng, with_color=bool(rng.integers(0, 2))) for o in named)
+  else:
+    phrase = ", ".join(_np(o, rng) for o in named[:-1])
+    phrase = (phrase + " and " if phrase else "") + _np(named[-1], rng)
+  opener = _OPENERS[rng.integers(len(_OPENERS))]
+  closer = _CLOSERS[rng.integers(len(_CLOSERS))].format(bg=background)
+  text = opener + phrase + closer
+  return text[0].upper() + text[1:] if rng.integers(0, 2) else text
+
+
+# ---- scenes -----------------------------------------------------------------------------------------
+
+
+def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
+  n = cfg.image_size
+  background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+  canvas = Image.fromarray(_background(rng, background, n).astype(np.uint8))
+  mask_img = Image.new("L", (n, n), 0)
+  owner = Image.new("L", (n, n), 0)  # which object (1-based) owns each pixel
+  draw, draw_mask, draw_owner = ImageDraw.Draw(canvas), ImageDraw.Draw(mask_img), ImageDraw.Draw(owner)
+  objects, areas = [], []
+  for k in range(int(rng.integers(cfg.min_objects, cfg.max_objects + 1))):
+    size = rng.uniform(cfg.min_size, cfg.max_size) * n
+    obj = SceneObject(shape=cfg.shapes[rng.integers(len(cfg.shapes))],
+                      color=cfg.colors[rng.integers(len(cfg.colors))],
+                      cx=rng.uniform(size / 2, n - size / 2), cy=rng.uniform(size / 2, n - size / 2),
+                      size=size, angle=rng.uniform(0, 2 * math.pi))
+    tint = np.clip(np.array(COLORS[obj.color]) + rng.normal(0, 10, 3), 0, 255).astype(int)
+    _draw(draw, obj, tuple(tint))
+    _draw(draw_mask, obj, 1 + cfg.shapes.index(obj.shape))
+    _draw(draw_owner, obj, k + 1)
+    solo = Image.new("L", (n, n), 0)
+    _draw(ImageDraw.Draw(solo), obj, 1)
+    areas.append(max(int(np.asarray(solo).sum()), 1))
+    objects.append(obj)
+  owners = np.asarray(owner)
+  for k, obj in enumerate(objects):
+    frac = float((owners == k + 1).sum()) / areas[k]
+    obj.visible_fraction = frac if frac >= cfg.min_visible else 0.0
+  if not any(o.visible_fraction > 0 for o in objects):  # keep the top object nameable
+    objects[-1].visible_fraction = 1.0
+  image = np.asarray(canvas, np.float32) + rng.normal(0, 4, (n, n, 3))
+  image = np.clip(image, 0, 255).astype(np.uint8)
+  return Scene(image=image, mask=np.asarray(mask_img).copy(), objects=objects,
+               background=background, caption=make_caption(rng, objects, background))
+
+
+def scene_rng(seed: int, index: int) -> np.random.Generator:
+  return np.random.default_rng([seed, index])
+
+
+def generate(cfg: WorldConfig, seed: int, index: int) -> Scene:
+  """Scene ``index`` of the world with ``seed`` (deterministic, order-independent)."""
+  return render_scene(scene_rng(seed, index), cfg)
