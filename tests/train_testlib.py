@@ -79,7 +79,7 @@ def fast_compile(tmp_path_factory):
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
   cache = tmp_path_factory.getbasetemp() / "jax_cache"
-  old = {k: getattr(jax.config, k) for k in (
+  old = {k: jax.config.values[k] for k in (
       "jax_disable_most_optimizations", "jax_compilation_cache_dir",
       "jax_persistent_cache_min_compile_time_secs")}
   jax.config.update("jax_disable_most_optimizations", True)

@@ -10,7 +10,6 @@ metrics); the loop then stops with a message, so no checkpoint ever holds a non-
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -91,19 +90,24 @@ def train_step(state: state_lib.TrainState, batch: Batch, *, graphdef, tx: optax
 
 
 def make_train_step(*, graphdef, tx, schedule, shardings, batch_shardings: dict[str, Any],
-                    mesh, rules, multi_label: int, multi_label_weight: float) -> Callable:
+                    mesh, rules, multi_label: int, multi_label_weight: float,
+                    wrap: Callable | None = None) -> Callable:
   """``jax.jit(train_step)`` with explicit in/out shardings and the state donated.
 
   Logical-axis rules are active while tracing, so ``sharding.constrain`` inside the model pins
-  activations to the batch axes.
+  activations to the batch axes. ``wrap`` decorates the pure step before ``jit`` (tests use
+  ``chex.assert_max_traces``). The returned callable has ``.lower(state, batch)`` for AOT.
   """
-  fn = functools.partial(train_step, graphdef=graphdef, tx=tx, schedule=schedule,
-                         multi_label=multi_label, multi_label_weight=multi_label_weight)
+  def fn(state, batch):
+    return train_step(state, batch, graphdef=graphdef, tx=tx, schedule=schedule,
+                      multi_label=multi_label, multi_label_weight=multi_label_weight)
+
+  if wrap is not None:
+    fn = wrap(fn)
   repl = state_lib.replicated(mesh)
   jitted = jax.jit(fn, in_shardings=(shardings, batch_shardings), out_shardings=(shardings, repl),
                    donate_argnums=(0,))
 
-  @functools.wraps(fn)
   def run(state, batch):
     with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
       return jitted(state, batch)
