@@ -42,7 +42,13 @@ def _solarize_add(img: Image.Image, add: int, thresh: int = 128) -> Image.Image:
 
 
 def _posterize(img: Image.Image, bits: int) -> Image.Image:
-  return img if bits >= 8 else ImageOps.posterize(img, bits)
+  """PIL's posterize; ``bits=0`` (PosterizeIncreasing at magnitude 10) gives the black image the
+  old PIL of the reference produced (mask 0), which Pillow >= 10 refuses to compute."""
+  if bits >= 8:
+    return img
+  if bits <= 0:
+    return img.point(lambda _: 0)
+  return ImageOps.posterize(img, bits)
 
 
 OPS: dict[str, Callable] = {

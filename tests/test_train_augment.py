@@ -59,6 +59,8 @@ def test_ops_are_the_pil_operations():
   for name, want in cases.items():
     got = rand_augment.apply_op(img, name, 9.0, rng())
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=name)
+  black = rand_augment.apply_op(img, "PosterizeIncreasing", 10.0, rng())  # 0 bits kept
+  assert black.size == img.size and not np.asarray(black).any()
   lut = np.asarray(rand_augment.apply_op(img, "SolarizeAdd", 9.0, rng()), np.int32)
   x = np.asarray(img, np.int32)
   np.testing.assert_array_equal(lut, np.where(x < 128, np.minimum(x + 99, 255), x))
@@ -75,6 +77,9 @@ def test_randaugment_config_string():
   a = ra(img, np.random.default_rng(5))
   b = ra(img, np.random.default_rng(5))
   assert a.size == img.size and np.array_equal(np.asarray(a), np.asarray(b))
+  strong = rand_augment.RandAugment.from_string("rand-m10-n6-inc1")  # every op at the top level
+  for seed in range(40):
+    assert strong(img, np.random.default_rng(seed)).size == img.size
 
 
 def test_random_resized_crop_params():
