@@ -10,6 +10,7 @@ from flax import nnx
 from safetensors.numpy import save_file as save_safetensors
 
 from groupvit_jax.convert import flat_state, hf_config, hf_keys, native, official_keys, readers
+from groupvit_jax.convert import workdir
 from groupvit_jax.convert.official_config import infer_official_config
 from groupvit_jax.model_config import GroupViTConfig
 from groupvit_jax.models.groupvit import GroupViT
@@ -17,6 +18,7 @@ from groupvit_jax.models.groupvit import GroupViT
 _LAYOUTS = (
     "  - a groupvit_jax directory (groupvit_config.json + weights/), written by `groupvit-jax "
     "convert` or the trainer's export;\n"
+    "  - a training workdir (config.json + checkpoints/<step>/) or one checkpoints/<step> dir;\n"
     "  - a transformers directory (config.json with model_type 'groupvit' + model.safetensors or "
     "pytorch_model.bin);\n"
     "  - a weights file: official .pth (keys img_encoder.*, text_encoder.*, ...), or a "
@@ -61,6 +63,9 @@ def load_pretrained(path: str, *, config: GroupViTConfig | None = None, dtype: s
     if native.is_native(path):
       cfg = _apply_overrides(config or native.read_config(path), overrides)
       return flat_state.fill(flat_state.abstract_model(cfg), native.read_weights(path), path)
+    if workdir.is_workdir(path):
+      cfg, flat = workdir.read(path, config)
+      return flat_state.fill(flat_state.abstract_model(_apply_overrides(cfg, overrides)), flat, path)
     cfg_path = os.path.join(path, "config.json")
     if os.path.isfile(cfg_path):
       with open(cfg_path) as f:

@@ -1,0 +1,21 @@
+"""The released ``group_vit_gcc_yfcc_30e`` recipe (spec section 4).
+
+2-stage GroupViT-S (64 then 8 group tokens), multi-label contrastive loss with K=3 prompts,
+CC3M + CC12M + YFCC14M (6,997 updates per epoch at batch 4096), 30 epochs, 2 warm-up epochs.
+
+  python -m groupvit_jax.main --config configs/groupvit_gcc_yfcc.py --workdir runs/yfcc \
+    --config.input.train_shards='gs://BUCKET/{cc3m,cc12m,yfcc14m}/{00000..01999}.tar'
+
+``:runlocal`` shrinks it to a synthetic-data smoke run on this machine.
+"""
+
+from groupvit_jax.model_config import gcc_yfcc
+from groupvit_jax.train import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, runlocal=False)
+  config = config_lib.base_config(gcc_yfcc(), datasets=("cc3m", "cc12m", "yfcc14m"))
+  if arg.runlocal:
+    config_lib.make_local(config)
+  return config

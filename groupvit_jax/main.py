@@ -1,0 +1,70 @@
+"""Training entry point (kept short; the library stays importable from a notebook).
+
+  python -m groupvit_jax.main --config configs/groupvit_gcc_yfcc.py --workdir runs/yfcc \
+    --config.input.train_shards='gs://bucket/{cc3m,cc12m,yfcc14m}/*.tar' [--config.key=value ...]
+
+Running the same command again resumes from the latest checkpoint in the workdir.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and config.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() and let "
+                                 "JAX detect the cluster (TPU pods, SLURM, ...).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id.")
+_LOCAL_DEVICES = flags.DEFINE_string("local_device_ids", None, "Comma list of local device ids.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _parse_flags(argv):
+  """absl parsing with one-line errors for bad overrides (e.g. an unknown config key)."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections: a --config.<key> that does not exist
+    key = str(e).strip("\"'")
+    print(f"error: unknown config key {key!r} in a --config.* override (a locked config only "
+          f"accepts keys its file defines)", file=sys.stderr)
+  except (flags.Error, ValueError, TypeError) as e:
+    print(f"error: {e}", file=sys.stderr)
+  sys.exit(2)
+
+
+class _QuietLibraries:
+  """Drops INFO lines from orbax and grain (one per save step); warnings and errors pass."""
+
+  def filter(self, record) -> bool:
+    noisy = any(f"/{lib}/" in record.pathname for lib in ("orbax", "grain"))
+    return record.levelno >= 30 or not noisy
+
+
+def main(argv):
+  del argv
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  from groupvit_jax.train import distributed, loop  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")  # TF (CLU, TFDS) must never take accelerator memory
+  except ImportError:
+    pass
+  distributed.initialize(distributed=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
+                         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                         local_device_ids=_LOCAL_DEVICES.value)
+  logging.info("JAX %s: process %d/%d, devices %s", jax.__version__, jax.process_index(),
+               jax.process_count(), jax.devices())
+  try:
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (loop.NonFiniteLossError, ValueError, FileNotFoundError) as e:
+    logging.exception("training stopped")
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

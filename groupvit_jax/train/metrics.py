@@ -1,0 +1,160 @@
+"""Metric writers (TensorBoard + JSON lines), the plain log line, and the MFU estimate.
+
+MFU = (FLOPs of one compiled step, from XLA's cost analysis, summed over devices) x steps/s /
+(peak FLOP/s per device x devices). The peak comes from ``config.peak_flops_per_device`` or, for
+known accelerators, from the table below (dense bf16); on CPU it is unknown and MFU is not shown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+# Dense bf16 peak FLOP/s per device (vendor figures).
+PEAK_FLOPS = {
+    "h100": 989e12, "h200": 989e12, "a100": 312e12, "l4": 121e12, "v100": 125e12,  # v100: fp16
+    "tpu v4": 275e12, "tpu v5 lite": 197e12, "tpu v5e": 197e12, "tpu v5p": 459e12,
+    "tpu v5": 459e12, "tpu v6 lite": 918e12, "tpu v6e": 918e12,
+}
+
+
+def peak_flops_per_device(device=None, override: float | None = None) -> float | None:
+  if override:
+    return float(override)
+  kind = (device or jax.devices()[0]).device_kind.lower()
+  for name in sorted(PEAK_FLOPS, key=len, reverse=True):
+    if name in kind:
+      return PEAK_FLOPS[name]
+  return None
+
+
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of one call of a compiled SPMD program over all devices (None if XLA gives none).
+
+  XLA's cost analysis describes the per-device partitioned module, hence the device count.
+  """
+  try:
+    ca = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  # backends without cost analysis
+    return None
+  if isinstance(ca, (list, tuple)):
+    ca = ca[0] if ca else None
+  if not ca or "flops" not in ca:
+    return None
+  return float(ca["flops"]) * jax.device_count()
+
+
+class JsonlWriter:
+  """CLU ``MetricWriter`` appending ``{"step": s, **scalars}`` lines to ``metrics.jsonl``."""
+
+  def __init__(self, path: str):
+    self._path = path
+    self._file = open(path, "a")
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    row = {"step": int(step)}
+    row.update({k: float(np.asarray(v)) for k, v in scalars.items()})
+    self._file.write(json.dumps(row) + "\n")
+
+  def write_summaries(self, step, values, metadata=None):
+    del step, values, metadata
+
+  def write_images(self, step, images):
+    del step, images
+
+  def write_videos(self, step, videos):
+    del step, videos
+
+  def write_audios(self, step, audios, *, sample_rate):
+    del step, audios, sample_rate
+
+  def write_texts(self, step, texts):
+    del step, texts
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    del step, arrays, num_buckets
+
+  def write_hparams(self, hparams):
+    del hparams
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+def create_writer(workdir: str):
+  """Process 0: TensorBoard events in ``workdir`` + ``workdir/metrics.jsonl`` (asynchronous);
+  other processes: a writer that drops everything."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top  # imports TensorFlow
+  if jax.process_index() > 0:
+    return metric_writers.MultiWriter([])
+  writers = [metric_writers.SummaryWriter(workdir), JsonlWriter(os.path.join(workdir, "metrics.jsonl"))]
+  return metric_writers.AsyncMultiWriter(writers)
+
+
+def log_line(step: int, total_steps: int, scalars: Mapping[str, float]) -> str:
+  """``step 120/1000 | loss 4.213 (itc 2.1 ml 2.1) | lr 1.6e-03 | 3210 img/s | MFU 41.2% | ...``."""
+  parts = [f"step {step}/{total_steps}", f"loss {scalars['loss']:.4f}"]
+  sub = [f"{name} {scalars[key]:.4f}" for name, key in (("itc", "loss_itc"), ("ml", "loss_ml"))
+         if key in scalars]
+  if sub:
+    parts[-1] += " (" + " ".join(sub) + ")"
+  parts.append(f"lr {scalars['lr']:.3e}")
+  if "images_per_sec" in scalars:
+    parts.append(f"{scalars['images_per_sec']:.1f} img/s")
+  if "mfu" in scalars:
+    parts.append(f"MFU {100 * scalars['mfu']:.1f}%")
+  elif "tflops_per_sec" in scalars:
+    parts.append(f"{scalars['tflops_per_sec']:.3g} TFLOP/s (MFU n/a: unknown peak)")
+  parts.append(f"skipped: {int(scalars.get('skipped_image_total', 0))} images, "
+               f"{int(scalars.get('skipped_caption_total', 0))} captions")
+  return " | ".join(parts)
+
+
+class Throughput:
+  """Images/s, TFLOP/s and MFU between two log points."""
+
+  def __init__(self, *, global_batch: int, step_flops: float | None, peak: float | None):
+    self._batch = global_batch
+    self._flops = step_flops
+    self._peak_total = peak * jax.device_count() if peak else None
+    self._t, self._step = time.perf_counter(), None
+
+  def reset(self, step: int) -> None:
+    self._t, self._step = time.perf_counter(), step
+
+  def update(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    out = {}
+    if self._step is not None and step > self._step and now > self._t:
+      steps_per_sec = (step - self._step) / (now - self._t)
+      out["images_per_sec"] = steps_per_sec * self._batch
+      if self._flops:
+        out["tflops_per_sec"] = steps_per_sec * self._flops / 1e12
+        if self._peak_total:
+          out["mfu"] = steps_per_sec * self._flops / self._peak_total
+    self._t, self._step = now, step
+    return out
+
+
+def log_memory(compiled) -> None:
+  try:
+    mem = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    mem = None
+  if mem is None:
+    return
+  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "alias_size_in_bytes")
+  sizes = {f: getattr(mem, f, None) for f in fields}
+  logging.info("train step memory per device: %s", ", ".join(
+      f"{k.replace('_size_in_bytes', '')} {v / 2**20:.1f} MiB" for k, v in sizes.items()
+      if v is not None))

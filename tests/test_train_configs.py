@@ -1,0 +1,89 @@
+"""Training configs: every file resolves to a valid model and recipe, ablation switches, and the
+entry point refuses unknown override keys."""
+
+import subprocess
+import sys
+
+import pytest
+
+from groupvit_jax.model_config import GroupViTConfig, gcc_redcap, gcc_yfcc
+from groupvit_jax.train import config_lib
+from train_testlib import REPO, load_config_file, subprocess_env
+
+
+def _model(config) -> GroupViTConfig:
+  return GroupViTConfig.from_dict(config.model.to_dict())
+
+
+def test_released_recipes_follow_the_spec():
+  yfcc = load_config_file("groupvit_gcc_yfcc").get_config()
+  redcap = load_config_file("groupvit_gcc_redcap").get_config()
+  assert _model(yfcc) == gcc_yfcc() and _model(yfcc).multi_label == 3
+  assert _model(redcap) == gcc_redcap() and _model(redcap).multi_label == 0
+  # epoch = floor(total_len / 4096): 6997 (YFCC recipe), 6326 (RedCaps recipe); 30 epochs, 2 warm-up
+  assert (yfcc.steps_per_epoch, yfcc.total_steps, yfcc.optim.warmup_steps) == (6997, 209910, 13994)
+  assert (redcap.steps_per_epoch, redcap.total_steps, redcap.optim.warmup_steps) == (6326, 189780,
+                                                                                       12652)
+  o = yfcc.optim
+  assert (o.base_lr, o.warmup_lr, o.min_lr, o.weight_decay, o.clip_norm) == (1.6e-3, 4e-6, 4e-5,
+                                                                            0.05, 5.0)
+  assert yfcc.input.batch_size == 4096 and yfcc.input.shuffle_buffer == 10000
+  assert yfcc.input.augment.randaugment == "rand-m9-mstd0.5-inc1"
+  assert yfcc.input.augment.random_erasing == 0.25
+  # derived keys follow the model section
+  assert (yfcc.input.multi_label, yfcc.input.image_size, yfcc.input.context_length) == (3, 224, 77)
+  yfcc.steps_per_epoch = 10
+  assert (yfcc.total_steps, yfcc.optim.warmup_steps) == (300, 20)
+
+
+@pytest.mark.parametrize("arg,check", [
+    ("", lambda m: m.vision.depths == (6, 6) and m.vision.num_group_tokens == (64, 0)
+     and m.vision.num_output_groups == (8,) and m.vision.hard_assignment and m.multi_label == 3),
+    ("hard=False", lambda m: not m.vision.hard_assignment),
+    ("multi_label=0", lambda m: m.multi_label == 0 and not m.has_multi_label_scale),
+    ("group_tokens=16,output_tokens=4", lambda m: m.vision.num_group_tokens == (16, 0)
+     and m.vision.num_output_groups == (4,)),
+    ("group_tokens=32", lambda m: m.vision.num_group_tokens == (32, 0)),
+    ("output_tokens=16", lambda m: m.vision.num_output_groups == (16,)),
+    ("stages=2", lambda m: m.vision.num_group_tokens == (64, 8, 0)),
+])
+def test_ablations(arg, check):
+  config = load_config_file("groupvit_ablation").get_config(arg)
+  assert check(_model(config))
+  config.input.train_shards = "/data/*.tar"
+  config_lib.validate_config(config)
+
+
+def test_ablation_data_switch_and_bad_args():
+  module = load_config_file("groupvit_ablation")
+  assert module.get_config("data=cc_yfcc").steps_per_epoch == 6997
+  assert module.get_config("").steps_per_epoch == (2_891_445 + 11_156_203) // 4096
+  with pytest.raises(ValueError, match="unknown"):
+    module.get_config("groups=3")
+
+
+def test_tiny_and_runlocal_configs_validate():
+  config_lib.validate_config(load_config_file("tiny").get_config())
+  local = load_config_file("groupvit_gcc_yfcc").get_config("runlocal")
+  assert local.input.backend == "synthetic" and local.total_steps == 10
+  config_lib.validate_config(local)
+
+
+def test_validate_config_names_the_problem():
+  config = load_config_file("groupvit_gcc_redcap").get_config()
+  with pytest.raises(ValueError, match="train_shards is empty"):
+    config_lib.validate_config(config)
+  config.input.train_shards = "x/*.tar"
+  config.optim.warmup_steps = config.total_steps
+  with pytest.raises(ValueError, match="warmup_steps"):
+    config_lib.validate_config(config)
+
+
+def test_entry_point_refuses_unknown_override(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "groupvit_jax.main", "--config", "configs/tiny.py", "--workdir",
+       str(tmp_path / "w"), "--config.optim.learning_rate=0.1"],
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "learning_rate" in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "w").exists()

@@ -1,0 +1,106 @@
+"""Helpers shared by the training tests: small webdataset shards, the tiny training config, and a
+fixture that makes XLA compile fast (fewer optimisations, a per-session compilation cache)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def jpeg_bytes(seed: int, size=(40, 30)) -> bytes:
+  rgb = np.random.default_rng(seed).integers(0, 255, size + (3,), dtype=np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(rgb).save(buf, format="JPEG")
+  return buf.getvalue()
+
+
+CAPTIONS = ("a dog running on the beach", "two cats sleeping on a red sofa",
+            "a man riding a horse near the mountains", "children playing football in a park",
+            "a plate of pasta with tomatoes", "an old car parked in the street")
+
+
+def write_shards(directory, *, num_shards: int = 4, per_shard: int = 10, corrupt=(),
+                 empty_caption=(), missing_caption=()) -> list[str]:
+  """img2dataset-style shards ``00000.tar...``; ``corrupt``/``empty_caption``/``missing_caption``
+  are ``(shard, index)`` pairs of bad samples. Returns the shard paths."""
+  from input_pipeline.shard_writer import ShardWriter  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  paths, n = [], 0
+  for s in range(num_shards):
+    path = str(directory / f"{s:05d}.tar")
+    with ShardWriter(path) as w:
+      for i in range(per_shard):
+        key = f"{s:05d}{i:04d}"
+        parts = {"jpg": jpeg_bytes(n), "txt": f"{CAPTIONS[n % len(CAPTIONS)]} {n}",
+                 "json": {"key": key, "status": "success"}}
+        if (s, i) in corrupt:
+          parts["jpg"] = b"\xff\xd8\xff\xe0 truncated jpeg"
+        if (s, i) in empty_caption:
+          parts["txt"] = "  \n"
+        if (s, i) in missing_caption:
+          del parts["txt"]
+        w.write(key, parts)
+        n += 1
+    paths.append(path)
+  return paths
+
+
+def load_config_file(name: str):
+  """The module ``configs/<name>.py`` (as the entry point loads it, by path)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def tiny_config(**overrides):
+  """``configs/tiny.py`` with ``overrides`` ({'input.batch_size': 8, ...})."""
+  config = load_config_file("tiny").get_config()
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def fast_compile(tmp_path_factory):
+  """Cheaper XLA compilation for this module, restored afterwards; the cache is per session."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
+  cache = tmp_path_factory.getbasetemp() / "jax_cache"
+  old = {k: jax.config.values[k] for k in (
+      "jax_disable_most_optimizations", "jax_compilation_cache_dir",
+      "jax_persistent_cache_min_compile_time_secs")}
+  jax.config.update("jax_disable_most_optimizations", True)
+  jax.config.update("jax_compilation_cache_dir", str(cache))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  compilation_cache.reset_cache()
+  yield str(cache)
+  for k, v in old.items():
+    jax.config.update(k, v)
+  compilation_cache.reset_cache()
+
+
+def subprocess_env(cache_dir: str | None = None, devices: int = 8) -> dict[str, str]:
+  """Environment for a child training process: simulated devices, this checkout first."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  env.pop("JAX_COORDINATOR_ADDRESS", None)
+  if cache_dir:
+    env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  return env
