@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Subcommand modules under groupvit_jax.cli, in help order.
-SUBCOMMANDS = ("convert",)
+SUBCOMMANDS = ("convert", "segment", "evaluate")
 
 
 class CLIError(Exception):
