@@ -19,8 +19,11 @@ class DatasetLayoutError(FileNotFoundError):
   """A data root that does not hold the expected official layout; the message lists the paths."""
 
   def __init__(self, dataset: str, root: str, expected: Sequence[str], note: str = ""):
-    lines = [f"dataset {dataset!r} not found under {root}. Expected the official layout:"]
-    lines += [f"  {p}" for p in expected]
+    if expected:
+      lines = [f"dataset {dataset!r} not found under {root}. Expected the official layout:"]
+      lines += [f"  {p}" for p in expected]
+    else:
+      lines = [f"dataset {dataset!r} under {root} is incomplete:"]
     if note:
       lines.append(note)
     super().__init__("\n".join(lines))
