@@ -113,21 +113,18 @@ def window_predict(model, x: jax.Array, text: jax.Array,
   return index, table
 
 
-def stage_group_maps(model, x: jax.Array, out_hw: tuple[int, int] | None = None) -> list[jax.Array]:
-  """Groups of every stage, before any label is assigned (for pictures).
+def stage_group_maps(model, x: jax.Array) -> list[jax.Array]:
+  """Groups of every stage, before any label is assigned (the reference's group pictures).
 
   Args:
     x: [B, h, w, 3] normalised images (whole-image forward).
-    out_hw: size of the returned maps; like the reference's ``show_result`` the composed maps
-      are upsampled to (h, w) and then resized to ``out_hw``.
   Returns:
-    one [B, H, W] int32 group-index map per grouping stage (stage s has S_s groups).
+    one [B, h, w] int32 group-index map per grouping stage (stage s has S_s groups): the
+    composed soft maps upsampled to (h, w), argmax over groups.
   """
   enc = model.encode_image(x)
   out = []
   for maps in compose_stage_maps(enc["soft"]):
     up = upsample_group_maps(maps, x.shape[1:3], model.config.vision.patch_size)
-    if out_hw is not None and tuple(out_hw) != tuple(x.shape[1:3]):
-      up = resize_hw(up, out_hw, "bilinear")
     out.append(jnp.argmax(up, axis=-1).astype(jnp.int32))
   return out

@@ -106,10 +106,10 @@ def _compiled_bucket(graphdef, bucket: Bucket, with_bg: bool, chunk: int):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_groups(graphdef, out_hw: tuple[int, int]):
+def _compiled_groups(graphdef):
 
   def fn(state, canvas):
-    return dense.stage_group_maps(nnx.merge(graphdef, state), _normalize(canvas), out_hw)
+    return dense.stage_group_maps(nnx.merge(graphdef, state), _normalize(canvas))
 
   return jax.jit(fn)
 
@@ -263,20 +263,20 @@ class Segmenter:
     while inflight:
       yield from collect()
 
-  def group_maps(self, image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Groups of each stage on the whole resized image (a separate, whole-image forward).
+  def group_maps(self, image: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Groups of each stage on the whole resized image, before labels are assigned.
+
+    Like the reference's group pictures this is one whole-image forward on the resized image
+    (a separate pass from the sliding windows of ``segment``); each stage's composed soft maps are
+    upsampled to that image and take the argmax over groups.
 
     Returns:
-      the image shown (``image`` downscaled so its long side is at most ``max_side``) and one
-      [H, W] int32 group-index map per stage at that size.
+      the resized image uint8 [H', W', 3] and one [H', W'] int32 group-index map per stage.
     """
-    h, w = image.shape[:2]
-    f = min(1.0, max_side / max(h, w))
-    shown = windows.resize_image(image, (max(1, round(h * f)), max(1, round(w * f))))
     canvas = self.prepare(image).canvas
-    fn = _compiled_groups(self.graphdef, shown.shape[:2])
+    fn = _compiled_groups(self.graphdef)
     maps = fn(self.state, jnp.asarray(canvas[None]))
-    return shown, [np.asarray(m[0]) for m in maps]
+    return canvas, [np.asarray(m[0]) for m in maps]
 
 
 def _out_bucket(n: int) -> int:
