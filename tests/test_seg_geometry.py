@@ -117,3 +117,32 @@ def test_protocols():
     GROUPVIT.settings("ade20k")
   with pytest.raises(ValueError, match="unknown protocol"):
     get_protocol("nope")
+
+
+def test_active_channels_keep_the_argmax_exact():
+  rng = np.random.default_rng(3)
+  b, k, g, c, top = 3, 2, 4, 30, 5
+  table = np.zeros((b, k, g, c), np.float32)
+  for i in range(b):
+    for j in range(k):
+      cols = rng.choice(c, top, replace=False)
+      table[i, j][:, cols] = rng.random((g, top)).astype(np.float32)
+  table[0, :, 0] = 0.0  # a group whose pixels are all-zero (ties everywhere -> channel 0)
+  table[1, 0, 1, 7] = table[1, 0, 1].max() + 1.0  # a clear winner
+  table[1, 0, 1, 9] = table[1, 0, 1, 7]  # and an exact tie with a later channel
+  channels, compact = stitch.active_channels(jnp.asarray(table), num_active=k * top + 1)
+  channels, compact = np.asarray(channels), np.asarray(compact)
+  assert compact.shape == (b, k, g, k * top + 1)
+  index = rng.integers(0, g, (b, k, 6, 6)).astype(np.int32)
+  index[1, 0, 0, 0] = 1
+  offsets = jnp.asarray([[0, 0], [0, 3]], jnp.int32)
+  ri, rw = windows.padded_taps(6, 11, 32)
+  ci, cw = windows.padded_taps(9, 13, 32)
+  for i in range(b):
+    real = channels[i][channels[i] > 0]
+    assert channels[i][0] == 0 and np.all(np.diff(real) > 0)  # 0 first, then ascending
+    full = stitch.average_windows(jnp.asarray(index[i]), jnp.asarray(table[i]), offsets, (6, 9))
+    want = np.asarray(stitch.resize_argmax(full, ri, rw, ci, cw))
+    part = stitch.average_windows(jnp.asarray(index[i]), jnp.asarray(compact[i]), offsets, (6, 9))
+    got = channels[i][np.asarray(stitch.resize_argmax(part, ri, rw, ci, cw))]
+    np.testing.assert_array_equal(got[:11, :13], want[:11, :13])

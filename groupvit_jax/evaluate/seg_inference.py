@@ -91,12 +91,13 @@ def _segment_bucket(state, canvases, offsets, row_idx, row_wts, col_idx, col_wts
   index = index.reshape((-1,) + index.shape[2:])[:n].reshape(b, k, h, w)
   table = table.reshape((-1,) + table.shape[2:])[:n].reshape((b, k) + table.shape[-2:])
   label_dtype = jnp.uint8 if table.shape[-1] <= 256 else jnp.int32
+  channels, table = stitch.active_channels(table, num_active=k * min(dense.TOP_K, text.shape[0]) + 1)
 
-  def one(ix, tb, off, ri, rw, ci, cw):
+  def one(ix, tb, off, ri, rw, ci, cw, ch):
     preds = stitch.average_windows(ix, tb, off, bucket.canvas_hw)
-    return stitch.resize_argmax(preds, ri, rw, ci, cw, label_dtype)
+    return ch[stitch.resize_argmax(preds, ri, rw, ci, cw)].astype(label_dtype)
 
-  return jax.vmap(one)(index, table, offsets, row_idx, row_wts, col_idx, col_wts)
+  return jax.vmap(one)(index, table, offsets, row_idx, row_wts, col_idx, col_wts, channels)
 
 
 @functools.lru_cache(maxsize=128)

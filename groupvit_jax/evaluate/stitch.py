@@ -12,6 +12,32 @@ import jax.numpy as jnp
 ROW_BLOCK = 32  # output rows per step of the final resize (bounds memory for huge images)
 
 
+def active_channels(table: jax.Array, num_active: int) -> tuple[jax.Array, jax.Array]:
+  """Keeps the channels that can win the final argmax, so stitching and resizing touch a few.
+
+  Each window's class scores are exactly 0 outside its top-5 classes (the masked softmax gives
+  ``exp(-inf) = 0``) and the background column, so an image with K windows has at most
+  ``5K + 1`` non-zero channels. All values are >= 0, so the argmax over the full channel axis
+  equals the argmax over the non-zero channels plus channel 0, taken in ascending order (ties
+  and all-zero pixels resolve to the same smallest index).
+
+  Args:
+    table: [B, K, G, C] class scores.
+    num_active: static bound on the channels kept (>= 5K + 1 covers every case).
+  Returns:
+    channels [B, A] int32 ascending original indices (padding repeats channel 0) and the table
+    restricted to them [B, K, G, A], with A = min(C, num_active).
+  """
+  c = table.shape[-1]
+  a = min(c, num_active)
+  if a == c:
+    return jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32), table.shape[:1] + (c,)), table
+  nonzero = jnp.any(table != 0, axis=(1, 2)).at[:, 0].set(True)  # [B, C]
+  channels = jax.vmap(lambda m: jnp.nonzero(m, size=a, fill_value=0)[0])(nonzero)
+  channels = channels.astype(jnp.int32)
+  return channels, jnp.take_along_axis(table, channels[:, None, None, :], axis=-1)
+
+
 def average_windows(index: jax.Array, table: jax.Array, offsets: jax.Array,
                     canvas_hw: tuple[int, int]) -> jax.Array:
   """mmseg ``slide_inference`` accumulation for one image.
@@ -43,7 +69,7 @@ def average_windows(index: jax.Array, table: jax.Array, offsets: jax.Array,
 
 
 def resize_argmax(preds: jax.Array, row_idx: jax.Array, row_wts: jax.Array, col_idx: jax.Array,
-                  col_wts: jax.Array, label_dtype=jnp.int32) -> jax.Array:
+                  col_wts: jax.Array) -> jax.Array:
   """Bilinear resize (given as 2-tap tables) of [Hc, Wc, C] logits, then argmax over C.
 
   Args:
@@ -52,7 +78,8 @@ def resize_argmax(preds: jax.Array, row_idx: jax.Array, row_wts: jax.Array, col_
       ``ROW_BLOCK``; padding rows have weight 0).
     col_idx, col_wts: [Wo, 2] the same for columns.
   Returns:
-    [Ho, Wo] labels (argmax over classes; the reference's softmax before argmax changes nothing).
+    [Ho, Wo] int32 argmax over the channels (the reference's softmax before its argmax changes
+    nothing).
   """
   ho = row_idx.shape[0]
 
@@ -62,7 +89,7 @@ def resize_argmax(preds: jax.Array, row_idx: jax.Array, row_wts: jax.Array, col_
             + jnp.take(preds, ridx[:, 1], axis=0) * rw[:, 1, None, None])  # [R, Wc, C]
     out = (jnp.take(rows, col_idx[:, 0], axis=1) * col_wts[None, :, 0, None]
            + jnp.take(rows, col_idx[:, 1], axis=1) * col_wts[None, :, 1, None])  # [R, Wo, C]
-    return jnp.argmax(out, axis=-1).astype(label_dtype)
+    return jnp.argmax(out, axis=-1).astype(jnp.int32)
 
   blocks = (row_idx.reshape(ho // ROW_BLOCK, ROW_BLOCK, 2),
             row_wts.reshape(ho // ROW_BLOCK, ROW_BLOCK, 2))
