@@ -102,3 +102,14 @@ def segment(model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
       count[y1:y2, x1:x2] += 1
   preds /= count
   return torch_bilinear(preds, h, w).argmax(0)
+
+
+def segment_whole(model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
+                  img_scale=(2048, 448)) -> np.ndarray:
+  """mmseg ``whole_inference``: one pass on the whole resized image (the demo mode)."""
+  h, w = image.shape[:2]
+  f = min(max(img_scale) / max(h, w), min(img_scale) / min(h, w))
+  nh, nw = int(h * f + 0.5), int(w * f + 0.5)
+  x = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float64)
+  logits = window_logits(model, (x - MEAN) / STD, text, bg_thresh)
+  return torch_bilinear(logits, h, w).argmax(0)

@@ -98,3 +98,11 @@ def test_each_bucket_compiles_once(grouping_model, text, images):
   list(seg.segment_stream([("again", images["wide"]), ("wide2", images["wide"][:258])],
                           images_per_batch=2))
   assert trace_counts() == before
+
+
+def test_whole_mode_matches_reference(grouping_model, text, images):
+  seg = Segmenter(grouping_model, [f"class {i}" for i in range(NUM_CLASSES)], bg_threshold=0.2,
+                  mode="whole", text_embeddings=text)
+  want = ref.segment_whole(grouping_model, images["wide"], text, 0.2)
+  assert float((seg.segment(images["wide"]) == want).mean()) >= 0.999
+  assert len(np.unique(want)) >= 2
