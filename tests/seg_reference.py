@@ -113,3 +113,20 @@ def segment_whole(model, image: np.ndarray, text: np.ndarray, bg_thresh: float |
   x = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float64)
   logits = window_logits(model, (x - MEAN) / STD, text, bg_thresh)
   return torch_bilinear(logits, h, w).argmax(0)
+
+
+def make_grouping_model():
+  """A tiny random GroupViT with 16-pixel patches (the real 448/224 geometry: 28x28 patch grids)
+  whose assignment projections are scaled up, so that groups differ from pixel to pixel (a fresh
+  init puts every pixel in one group, which any pipeline would reproduce)."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from groupvit_jax import GroupViT  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.model_config import tiny  # pylint: disable=g-import-not-at-top
+  model = GroupViT(tiny(img_size=64, patch_size=16, num_group_tokens=(16, 8, 0),
+                        num_output_groups=(16, 8)), rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(1)
+  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    name = "/".join(map(str, path))
+    if "assign" in name and ("q_proj" in name or "k_proj" in name) and name.endswith("kernel"):
+      var.set_value(jnp.asarray(rng.normal(size=var.get_value().shape), jnp.float32))
+  return model

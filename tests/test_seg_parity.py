@@ -2,36 +2,24 @@
 protocol (tests/seg_reference.py), label maps compared pixel by pixel.
 
 The model is a tiny random GroupViT with 16-pixel patches, so the real geometry is exercised
-(shorter side 448, 448x448 windows at stride 224, 28x28 patch grids). Its assignment projections
-are scaled up so that the groups differ from pixel to pixel (a fresh init puts every pixel in one
-group, which would make any pipeline agree).
+(shorter side 448, 448x448 windows at stride 224, 28x28 patch grids), with groups that differ
+from pixel to pixel (``seg_reference.make_grouping_model``).
 """
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 import seg_reference as ref
-from groupvit_jax import GroupViT
 from groupvit_jax.evaluate import windows
 from groupvit_jax.evaluate.seg_inference import Segmenter, trace_counts
 from groupvit_jax.image_io import load_image
-from groupvit_jax.model_config import tiny
 
 NUM_CLASSES = 12  # > 5, so the image-level top-5 filter matters
 
 
 @pytest.fixture(scope="module")
 def grouping_model():
-  model = GroupViT(tiny(img_size=64, patch_size=16, num_group_tokens=(16, 8, 0),
-                        num_output_groups=(16, 8)), rngs=nnx.Rngs(0))
-  rng = np.random.default_rng(1)
-  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    name = "/".join(map(str, path))
-    if "assign" in name and ("q_proj" in name or "k_proj" in name) and name.endswith("kernel"):
-      var.set_value(jnp.asarray(rng.normal(size=var.get_value().shape), jnp.float32))
-  return model
+  return ref.make_grouping_model()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from groupvit_jax.evaluate import dense, stitch, windows
 from groupvit_jax.evaluate.prompts import check_class_names, class_embeddings
@@ -101,9 +102,19 @@ def _segment_bucket(state, canvases, offsets, row_idx, row_wts, col_idx, col_wts
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled_bucket(graphdef, bucket: Bucket, with_bg: bool, chunk: int):
-  return jax.jit(functools.partial(_segment_bucket, graphdef=graphdef, bucket=bucket,
-                                   with_bg=with_bg, chunk=chunk))
+def _compiled_bucket(graphdef, bucket: Bucket, with_bg: bool, chunk: int,
+                     mesh: jax.sharding.Mesh | None = None):
+  """The bucket's jitted function; with a ``mesh``, images are split over its first axis
+  (data parallel: each device runs the same function on its images, weights replicated)."""
+  fn = functools.partial(_segment_bucket, graphdef=graphdef, bucket=bucket, with_bg=with_bg,
+                         chunk=chunk)
+  if mesh is None:
+    return jax.jit(fn)
+  data, rep = P(mesh.axis_names[0]), P()
+  specs = (rep,) + (data,) * 6 + (rep, rep)  # state, 6 per-image arrays, text, threshold
+  fn = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=data, check_vma=False)
+  shardings = tuple(NamedSharding(mesh, s) for s in specs)
+  return jax.jit(fn, in_shardings=shardings, out_shardings=NamedSharding(mesh, data))
 
 
 @functools.lru_cache(maxsize=16)
@@ -134,12 +145,15 @@ class Segmenter:
     images_per_batch: images per device call (windows of all of them run as one batch).
     window_chunk: windows per model forward inside the call (bounds memory).
     text_embeddings: [N, D] precomputed normalised class embeddings (skips the text encoder).
+    mesh: optional device mesh; images are split over its first axis (``images_per_batch``
+      must be a multiple of its size), weights and class embeddings are replicated.
   """
 
   def __init__(self, model, class_names: Sequence[str], *, bg_threshold: float | None = 0.95,
                templates: str | Sequence[str] = "simple", img_scale=(2048, 448), crop: int = 448,
                stride: int = 224, mode: str = "slide", images_per_batch: int = 4,
-               window_chunk: int = 8, text_embeddings: np.ndarray | None = None):
+               window_chunk: int = 8, text_embeddings: np.ndarray | None = None,
+               mesh: jax.sharding.Mesh | None = None):
     self.class_names = check_class_names(class_names)
     if any(n.lower() == "background" for n in self.class_names):
       raise ValueError("'background' is not a class to prompt: it is decided by bg_threshold")
@@ -154,11 +168,17 @@ class Segmenter:
     self.img_scale, self.crop, self.stride, self.mode = tuple(img_scale), crop, stride, mode
     self.images_per_batch = max(1, int(images_per_batch))
     self.window_chunk = max(1, int(window_chunk))
+    self.mesh = mesh
+    if mesh is not None and self.images_per_batch % mesh.shape[mesh.axis_names[0]]:
+      raise ValueError(f"images_per_batch={self.images_per_batch} must be a multiple of the "
+                       f"{mesh.shape[mesh.axis_names[0]]} devices of the mesh's first axis")
     if text_embeddings is None:
       text_embeddings = class_embeddings(model, self.class_names, templates)
     if len(text_embeddings) != len(self.class_names):
       raise ValueError(f"{len(text_embeddings)} text embeddings for {len(self.class_names)} classes")
     self.text = jnp.asarray(text_embeddings, jnp.float32)
+    if mesh is not None:  # replicate once, not at every call
+      self.state, self.text = jax.device_put((self.state, self.text), NamedSharding(mesh, P()))
 
   @classmethod
   def from_protocol(cls, model, protocol: Protocol, class_names: Sequence[str],
@@ -218,7 +238,8 @@ class Segmenter:
     return canvases, offsets, row_idx, row_wts, col_idx, col_wts
 
   def _dispatch(self, items: list[Prepared], batch: int):
-    fn = _compiled_bucket(self.graphdef, items[0].bucket, self.with_bg, self.window_chunk)
+    fn = _compiled_bucket(self.graphdef, items[0].bucket, self.with_bg, self.window_chunk,
+                          self.mesh)
     thr = jnp.float32(self.bg_threshold if self.with_bg else 0.0)
     return fn(self.state, *self._device_inputs(items, batch), self.text, thr)
 
@@ -237,6 +258,9 @@ class Segmenter:
     input order. One call stays in flight while the next batch is prepared on the host.
     """
     batch = max(1, int(images_per_batch or self.images_per_batch))
+    if self.mesh is not None:  # whole images per device
+      per = self.mesh.shape[self.mesh.axis_names[0]]
+      batch = -(-batch // per) * per
     pending: dict[Bucket, list[Prepared]] = collections.defaultdict(list)
     inflight: collections.deque = collections.deque()
 
