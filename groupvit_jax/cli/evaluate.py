@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="windows per model forward inside a call (bounds memory; default 8)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                  help="compute dtype of the model (default float32)")
+  p.add_argument("--data-parallel", action="store_true",
+                 help="split each batch of images over all local devices (--batch-size is "
+                 "rounded up to a multiple of the device count)")
   p.set_defaults(func=run)
 
 
@@ -78,10 +81,16 @@ def run_segmentation(args) -> int:
   from groupvit_jax.evaluate.miou import per_class_table  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.seg_eval import evaluate_segmentation  # pylint: disable=g-import-not-at-top
 
+  mesh, batch = None, args.batch_size
+  if args.data_parallel:
+    import jax  # pylint: disable=g-import-not-at-top
+    n = jax.local_device_count()
+    mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    batch = -(-batch // n) * n
   print(f"loading {args.checkpoint} ...", flush=True)
   model = load_pretrained(args.checkpoint, dtype=args.dtype)
-  result = evaluate_segmentation(model, dataset, protocol, images_per_batch=args.batch_size,
-                                 window_chunk=args.window_chunk)
+  result = evaluate_segmentation(model, dataset, protocol, images_per_batch=batch,
+                                 window_chunk=args.window_chunk, mesh=mesh)
   result.update(checkpoint=os.path.abspath(args.checkpoint), split=args.split, dtype=args.dtype)
   nan = float("nan")
   table_metrics = {

@@ -29,8 +29,11 @@ def prefetch(dataset: SegDataset, workers: int = 2, depth: int = 8) -> Iterator:
 
 def evaluate_segmentation(model, dataset: SegDataset, protocol: Protocol, *,
                           images_per_batch: int = 4, window_chunk: int = 8,
-                          progress: bool = True, text_embeddings: np.ndarray | None = None) -> dict:
+                          progress: bool = True, text_embeddings: np.ndarray | None = None,
+                          mesh=None) -> dict:
   """mIoU of ``model`` on ``dataset`` under ``protocol`` (spec 5.5).
+
+  ``mesh``: optional device mesh to split the images over (see ``Segmenter``).
 
   Returns:
     a JSON-ready dict: ``mIoU``, ``mAcc``, ``aAcc`` (fractions), ``per_class_iou`` and
@@ -45,7 +48,8 @@ def evaluate_segmentation(model, dataset: SegDataset, protocol: Protocol, *,
                      f"start with background")
   seg = Segmenter.from_protocol(model, protocol, dataset.prompt_classes, settings.bg_threshold,
                                 templates=settings.templates, images_per_batch=images_per_batch,
-                                window_chunk=window_chunk, text_embeddings=text_embeddings)
+                                window_chunk=window_chunk, text_embeddings=text_embeddings,
+                                mesh=mesh)
   conf = ConfusionMatrix(len(dataset.classes))
   labels: dict[str, np.ndarray] = {}
 
