@@ -127,3 +127,17 @@ def _jpeg_bytes():
   Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
       buf, "JPEG")
   return buf.getvalue()
+
+
+def test_segment_refuses_clashing_outputs_and_impossible_shapes(tmp_path, capsys, tiny_checkpoint):
+  for sub in ("a", "b"):
+    os.makedirs(tmp_path / sub)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / sub / "x.png")
+  rc, _, err = _run(capsys, "segment", "--checkpoint", tiny_checkpoint, "--image",
+                    tmp_path / "a/x.png", tmp_path / "b/x.png", "--classes", "cat", "--output",
+                    tmp_path / "o")
+  assert rc == 2 and "x_mask.png" in err and "Traceback" not in err
+  Image.fromarray(np.zeros((4, 3000, 3), np.uint8)).save(tmp_path / "thin.png")
+  rc, _, err = _run(capsys, "segment", "--checkpoint", tiny_checkpoint, "--image",
+                    tmp_path / "thin.png", "--classes", "cat", "--output", tmp_path / "o")
+  assert rc == 2 and "thin.png" in err and "too elongated" in err and "Traceback" not in err

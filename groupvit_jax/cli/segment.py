@@ -80,7 +80,10 @@ def run(args) -> int:
   names = seg.labels
   for path, stem in zip(args.image, stems):
     image = load_image(path)
-    labels = seg.segment(image)
+    try:
+      labels = seg.segment(image)
+    except ValueError as e:  # e.g. an image too elongated for the protocol
+      raise CLIError(f"{path}: {e}") from e
     base = os.path.join(args.output, stem)
     visualize.mask_image(labels).save(base + "_mask.png")
     visualize.overlay(image, labels, names).save(base + "_overlay.png")

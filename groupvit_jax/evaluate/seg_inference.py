@@ -202,8 +202,9 @@ class Segmenter:
     h, w = image.shape[:2]
     nh, nw = windows.rescale_size(h, w, self.img_scale)
     if min(nh, nw) < self.patch:
-      raise ValueError(f"a {h}x{w} image is too elongated: resized to {nh}x{nw}, it is smaller "
-                       f"than one {self.patch}-pixel patch")
+      name = f"{key}: " if key is not None else ""
+      raise ValueError(f"{name}a {w}x{h} image is too elongated for the protocol: resized to "
+                       f"{nw}x{nh}, it is narrower than one {self.patch}-pixel patch")
     canvas = windows.resize_image(image, (nh, nw))
     if self.mode == "whole":
       wins = np.asarray([[0, nh, 0, nw]], np.int32)
