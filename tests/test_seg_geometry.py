@@ -146,3 +146,14 @@ def test_active_channels_keep_the_argmax_exact():
     part = stitch.average_windows(jnp.asarray(index[i]), jnp.asarray(compact[i]), offsets, (6, 9))
     got = channels[i][np.asarray(stitch.resize_argmax(part, ri, rw, ci, cw))]
     np.testing.assert_array_equal(got[:11, :13], want[:11, :13])
+
+
+def test_voc_sized_images_fall_into_few_buckets(tiny_model):
+  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  seg = Segmenter(tiny_model, ["a", "b"], text_embeddings=np.eye(2, 16))
+  buckets = set()
+  for side in range(200, 501, 3):  # one side 500 (as in VOC), either orientation
+    for hw in ((side, 500), (500, side)):
+      buckets.add(seg.prepare(np.zeros(hw + (3,), np.uint8)).bucket)
+  assert len(buckets) <= 11
+  assert {b.window_hw for b in buckets} == {(448, 448)}
