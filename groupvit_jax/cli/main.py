@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Subcommand modules under groupvit_jax.cli, in help order.
-SUBCOMMANDS = ("convert", "classify")
+SUBCOMMANDS = ("convert", "segment", "evaluate", "classify")
 
 
 class CLIError(Exception):
@@ -37,4 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  # Run through the package module, so subcommands' CLIError (imported from
+  # groupvit_jax.cli.main) is the class caught here under `python -m` too.
+  from groupvit_jax.cli.main import main as _main  # pylint: disable=g-import-not-at-top
+  sys.exit(_main())

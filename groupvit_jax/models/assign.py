@@ -78,6 +78,7 @@ class AssignAttention(nnx.Module):
       attn = soft
     assign = attn
     attn = attn / (attn.sum(axis=-1, keepdims=True) + self.assign_eps)
-    out = jnp.einsum("bsl,blc->bsc", attn.astype(v.dtype), v)
+    out = jnp.einsum("bsl,blc->bsc", attn.astype(v.dtype), v,
+                     preferred_element_type=jnp.float32).astype(v.dtype)
     out = self.proj(out)
     return out, {"soft": soft, "hard": jax.lax.stop_gradient(assign)}

@@ -55,6 +55,20 @@ def mlp_hidden(dim: int, ratio: float) -> int:
 # ---- layers ----------------------------------------------------------------------------------------
 
 
+def f32_accumulating_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                                 preferred_element_type=None, **kwargs):
+  """``lax.dot_general`` accumulating in float32, result in the inputs' dtype.
+
+  For float32 inputs this is plain ``dot_general``. For bfloat16 inputs it keeps the output
+  dtype but asks for float32 accumulation, which XLA:CPU runs about twice as fast as a
+  bfloat16-output dot (measured: 10 ms vs 21 ms for a [3392,384]x[384,1536] matmul on AVX512-BF16).
+  """
+  del kwargs
+  out = jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                            preferred_element_type=jnp.float32)
+  return out.astype(preferred_element_type or jnp.result_type(lhs, rhs))
+
+
 def linear(in_dim: int, out_dim: int, names: tuple[str | None, str | None], *, bias: bool = True,
            kernel_init=None, bias_init=None, dtype: Dtype, param_dtype: Dtype, rngs: nnx.Rngs) -> nnx.Linear:
   """``nnx.Linear`` with logical axis annotations ``names`` = (in, out); torch-default init."""
@@ -62,6 +76,7 @@ def linear(in_dim: int, out_dim: int, names: tuple[str | None, str | None], *, b
   bias_init = bias_init or torch_default_bias(in_dim)
   return nnx.Linear(
       in_dim, out_dim, use_bias=bias, dtype=dtype, param_dtype=param_dtype,
+      dot_general=f32_accumulating_dot_general,
       kernel_init=shd.partitioned(kernel_init, *names),
       bias_init=shd.partitioned(bias_init, names[1]), rngs=rngs)
 
@@ -172,7 +187,7 @@ def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, num_heads: in
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+  out = jnp.einsum("bhqk,bkhd->bqhd", probs, v, preferred_element_type=jnp.float32).astype(v.dtype)
   return out.reshape(b, nq, d)
 
 

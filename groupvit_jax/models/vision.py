@@ -37,7 +37,8 @@ class PatchConv(nnx.Module):
     x = x[:, :hp * p, :wp * p].astype(self.dtype)
     x = x.reshape(b, hp, p, wp, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, p * p * c)
     kernel = self.kernel.get_value().astype(self.dtype).reshape(p * p * c, -1)
-    return x @ kernel + self.bias.get_value().astype(self.dtype)
+    y = jnp.matmul(x, kernel, preferred_element_type=jnp.float32).astype(self.dtype)
+    return y + self.bias.get_value().astype(self.dtype)
 
 
 class PatchEmbed(nnx.Module):

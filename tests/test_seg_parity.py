@@ -1,0 +1,96 @@
+"""The batched, jitted segmentation pipeline against a plain numpy statement of the official
+protocol (tests/seg_reference.py), label maps compared pixel by pixel.
+
+The model is a tiny random GroupViT with 16-pixel patches, so the real geometry is exercised
+(shorter side 448, 448x448 windows at stride 224, 28x28 patch grids), with groups that differ
+from pixel to pixel (``seg_reference.make_grouping_model``).
+"""
+
+import numpy as np
+import pytest
+
+import seg_reference as ref
+from groupvit_jax.evaluate import windows
+from groupvit_jax.evaluate.seg_inference import Segmenter, trace_counts
+from groupvit_jax.image_io import load_image
+
+NUM_CLASSES = 12  # > 5, so the image-level top-5 filter matters
+
+
+@pytest.fixture(scope="module")
+def grouping_model():
+  return ref.make_grouping_model()
+
+
+@pytest.fixture(scope="module")
+def text():
+  t = np.random.default_rng(0).normal(size=(NUM_CLASSES, 16))
+  return t / np.linalg.norm(t, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def images(voc_root):
+  jpg = lambda i: load_image(voc_root / "VOC2012" / "JPEGImages" / f"{i}.jpg")
+  yy, xx = np.mgrid[0:48, 0:600]
+  strip = np.stack([(xx * 0.4) % 256, (yy * 5 + xx) % 256, 128 + 100 * np.sin(xx / 37.0)], -1)
+  return {
+      "square": jpg("2007_000033"),  # 513x513 -> 448x448: one window
+      "wide": jpg("2009_000573")[:260],  # 260x513 -> 448x884: 3 windows
+      "tall": jpg("2010_001069")[:, :230],  # 513x230 -> 999x448: 4 windows
+      "strip": strip.astype(np.uint8),  # 48x600 -> 164x2048: 9 windows of 164x448
+      "tiny": jpg("2007_000332")[200:209, 300:307],  # 9x7 -> 576x448: 2 windows
+  }
+
+
+def test_window_layouts_cover_the_cases(images):
+  counts = {}
+  for name, img in images.items():
+    nh, nw = windows.rescale_size(*img.shape[:2])
+    wins = windows.slide_windows(nh, nw, 448, 224)
+    counts[name] = (len(wins), int(wins[0, 1] - wins[0, 0]))
+  assert counts == {"square": (1, 448), "wide": (3, 448), "tall": (4, 448), "strip": (9, 164),
+                    "tiny": (2, 448)}
+
+
+@pytest.mark.parametrize("bg_thresh", [0.95, 0.2])
+def test_labels_match_reference_with_background(grouping_model, text, images, bg_thresh):
+  seg = Segmenter(grouping_model, [f"class {i}" for i in range(NUM_CLASSES)],
+                  bg_threshold=bg_thresh, text_embeddings=text)
+  got = dict(seg.segment_stream(images.items(), images_per_batch=2))
+  assert set(got) == set(images)
+  used = set()
+  for name, img in images.items():
+    want = ref.segment(grouping_model, img, text, bg_thresh)
+    assert got[name].shape == img.shape[:2]
+    agree = float((got[name] == want).mean())
+    assert agree >= 0.999, f"{name}: {agree:.5f} of pixels agree"
+    used.update(np.unique(want).tolist())
+  assert len(used) >= 3, f"degenerate test: the reference only produced labels {used}"
+
+
+def test_labels_match_reference_without_background(grouping_model, text, images):
+  seg = Segmenter(grouping_model, [f"class {i}" for i in range(NUM_CLASSES)], bg_threshold=None,
+                  text_embeddings=text)
+  for name in ("square", "wide"):
+    want = ref.segment(grouping_model, images[name], text, None)
+    got = seg.segment(images[name])
+    assert float((got == want).mean()) >= 0.999, name
+    assert len(np.unique(want)) >= 2
+
+
+def test_each_bucket_compiles_once(grouping_model, text, images):
+  seg = Segmenter(grouping_model, [f"class {i}" for i in range(NUM_CLASSES)], bg_threshold=0.5,
+                  text_embeddings=text)
+  before = trace_counts()
+  list(seg.segment_stream(images.items(), images_per_batch=2))  # same shapes as an earlier test
+  list(seg.segment_stream([("again", images["wide"]), ("wide2", images["wide"][:258])],
+                          images_per_batch=2))
+  assert trace_counts() == before
+
+
+def test_whole_mode_matches_reference(grouping_model, text, images):
+  seg = Segmenter(grouping_model, [f"class {i}" for i in range(NUM_CLASSES)], bg_threshold=0.2,
+                  mode="whole", text_embeddings=text)
+  want = ref.segment_whole(grouping_model, images["wide"], text, 0.2)
+  assert float((seg.segment(images["wide"]) == want).mean()) >= 0.999
+  assert len(np.unique(want)) >= 2
