@@ -148,7 +148,8 @@ class Segmenter:
     window_chunk: windows per model forward inside the call (bounds memory).
     text_embeddings: [N, D] precomputed normalised class embeddings (skips the text encoder).
     mesh: optional device mesh; images are split over its first axis (``images_per_batch``
-      must be a multiple of its size), weights and class embeddings are replicated.
+      must be a multiple of its size; by default it is the per-device default times that size),
+      weights and class embeddings are replicated.
   """
 
   def __init__(self, model, class_names: Sequence[str], *, bg_threshold: float | None = 0.95,
@@ -170,6 +171,8 @@ class Segmenter:
     self.img_scale, self.crop, self.stride, self.mode = tuple(img_scale), crop, stride, mode
     if images_per_batch is None:
       images_per_batch = 1 if jax.default_backend() == "cpu" else 8
+      if mesh is not None:
+        images_per_batch *= mesh.shape[mesh.axis_names[0]]
     self.images_per_batch = max(1, int(images_per_batch))
     self.window_chunk = max(1, int(window_chunk))
     self.mesh = mesh
