@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                  "the other segmentation datasets)")
   p.add_argument("--split", default="val", help="dataset split (default val)")
   p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
-  p.add_argument("--batch-size", type=int, default=4,
-                 help="images per device call; their windows run as one batch (default 4)")
+  p.add_argument("--batch-size", type=int, default=None,
+                 help="images per device call; their windows run as one batch (default: 1 on "
+                 "CPU, 8 on accelerators)")
   p.add_argument("--window-chunk", type=int, default=8,
                  help="windows per model forward inside a call (bounds memory; default 8)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -70,7 +71,7 @@ def run_segmentation(args) -> int:
   protocol.settings(args.dataset)  # refuses a dataset the protocol does not cover
   if args.limit is not None and args.limit <= 0:
     raise CLIError(f"--limit must be positive, got {args.limit}")
-  if args.batch_size <= 0 or args.window_chunk <= 0:
+  if (args.batch_size is not None and args.batch_size <= 0) or args.window_chunk <= 0:
     raise CLIError("--batch-size and --window-chunk must be positive")
   _check_output(args.output)
   dataset = open_dataset(args.dataset, args.data_root, args.split).limit(args.limit)
@@ -86,7 +87,7 @@ def run_segmentation(args) -> int:
     import jax  # pylint: disable=g-import-not-at-top
     n = jax.local_device_count()
     mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    batch = -(-batch // n) * n
+    batch = -(-(batch or n) // n) * n
   print(f"loading {args.checkpoint} ...", flush=True)
   model = load_pretrained(args.checkpoint, dtype=args.dtype)
   result = evaluate_segmentation(model, dataset, protocol, images_per_batch=batch,

@@ -28,7 +28,7 @@ def prefetch(dataset: SegDataset, workers: int = 2, depth: int = 8) -> Iterator:
 
 
 def evaluate_segmentation(model, dataset: SegDataset, protocol: Protocol, *,
-                          images_per_batch: int = 4, window_chunk: int = 8,
+                          images_per_batch: int | None = None, window_chunk: int = 8,
                           progress: bool = True, text_embeddings: np.ndarray | None = None,
                           mesh=None) -> dict:
   """mIoU of ``model`` on ``dataset`` under ``protocol`` (spec 5.5).
