@@ -97,7 +97,7 @@ def test_evaluate_imagenet_end_to_end(tmp_path, tiny_checkpoint, tiny_model, cap
   assert evaluate_imagenet.main(argv) == 0
   res = json.loads(out.read_text())
   assert (res["num_images"], res["top1_correct"], res["top5_correct"]) == (6, 3, 4)
-  assert res["top1"] == pytest.approx(50.0) and res["top5"] == pytest.approx(400 / 6)
+  assert res["top1"] == pytest.approx(0.5) and res["top5"] == pytest.approx(4 / 6)
   assert res["dataset"] == "imagenet" and res["layout"] == "folders"
   assert res["protocol"]["templates"] == "subset" and res["protocol"]["num_templates"] == 7
   assert "resize shorter side to 36" in res["protocol"]["preprocessing"]
@@ -113,6 +113,14 @@ def test_evaluate_imagenet_end_to_end(tmp_path, tiny_checkpoint, tiny_model, cap
   res = json.loads(out.read_text())
   assert (res["layout"], res["num_images"], res["top1_correct"], res["top5_correct"]) == (
       "flat", 6, 3, 4)
+
+  # Through the shared `groupvit-jax evaluate` command (its --limit is --max-images here).
+  from groupvit_jax.cli.main import main as cli_main
+  argv = ["evaluate", "--dataset", "imagenet", "--checkpoint", str(tiny_checkpoint), "--data-root",
+          str(root), "--output", str(out), "--limit", "5"]
+  assert cli_main(argv) == 0
+  res = json.loads(out.read_text())
+  assert res["num_images"] == 5 and res["protocol"]["templates"] == "subset"
 
 
 def test_evaluate_imagenet_wrong_layout_is_one_error_line(tmp_path, tiny_checkpoint, capsys):

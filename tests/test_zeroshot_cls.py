@@ -75,8 +75,8 @@ def test_evaluate_counts_hand_made_predictions(tmp_path, tiny_model, monkeypatch
   result = zeroshot_cls.evaluate(tiny_model, data, batch_size=8, progress=False)
   assert result["num_images"] == 11
   assert (result["top1_correct"], result["top5_correct"]) == (4, 8)
-  assert result["top1"] == pytest.approx(100 * 4 / 11)
-  assert result["top5"] == pytest.approx(100 * 8 / 11)
+  assert result["top1"] == pytest.approx(4 / 11)
+  assert result["top5"] == pytest.approx(8 / 11)
   # --max-images: the first 5 images only (ranks 1, 1, 2, 5, 6).
   result = zeroshot_cls.evaluate(tiny_model, data, batch_size=8, max_images=5, progress=False)
   assert (result["num_images"], result["top1_correct"], result["top5_correct"]) == (5, 2, 4)

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--data-parallel", action="store_true",
                  help="split each batch of images over all local devices (--batch-size is "
                  "rounded up to a multiple of the device count)")
+  # ImageNet's own options (--templates, --labels-file, --layout, ...); shared ones are skipped.
+  from groupvit_jax.cli import evaluate_imagenet  # pylint: disable=g-import-not-at-top
+  evaluate_imagenet.add_arguments(p)
   p.set_defaults(func=run)
 
 

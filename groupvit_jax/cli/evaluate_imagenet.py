@@ -2,7 +2,8 @@
 here (``add_arguments`` + ``run``); ``python -m groupvit_jax.cli.evaluate_imagenet ...`` runs it
 alone.
 
-Writes a JSON file with ``top1``, ``top5`` (percent), ``num_images`` and ``protocol``.
+Writes a JSON file with ``top1``, ``top5`` (fractions from 0 to 1), ``num_images`` and
+``protocol``; the printed summary shows percent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from groupvit_jax.evaluate.prompts import TEMPLATE_SETS
 
 # The reference's ImageNet prompt set (spec 5.1); used when --templates is not given.
 DEFAULT_TEMPLATES = "subset"
+DEFAULT_BATCH_SIZE = 64
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
@@ -35,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
        help="ImageNet val: a folder with one sub-folder per WordNet id, a flat image folder "
        "(with --labels-file), or for --layout tfds the folder holding ILSVRC2012_img_val.tar")
   _add(parser, "--output", default=None, help="results JSON file (default: print only)")
-  _add(parser, "--batch-size", type=int, default=64,
-       help="images per step, rounded up to a multiple of the device count (default: 64)")
+  _add(parser, "--batch-size", type=int, default=None,
+       help=f"images per step, rounded up to a multiple of the device count (ImageNet default: "
+       f"{DEFAULT_BATCH_SIZE})")
   _add(parser, "--templates", default=None, choices=sorted(TEMPLATE_SETS),
        help="prompt template set (default: subset, the 7 templates of the reference)")
   _add(parser, "--labels-file", default=None,
@@ -64,6 +67,10 @@ def run(args) -> int:
     if not getattr(args, flag, None):
       raise CLIError(f"--{flag.replace('_', '-')} is required for --dataset imagenet")
   templates = args.templates or DEFAULT_TEMPLATES
+  if args.batch_size is None:  # the shared `evaluate` parser leaves it to each dataset
+    args.batch_size = DEFAULT_BATCH_SIZE
+  if getattr(args, "limit", None) is not None and args.max_images is None:
+    args.max_images = args.limit  # `evaluate --limit N` means the same as --max-images N
   if args.batch_size < 1:
     raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
   if args.max_images is not None and args.max_images < 1:
@@ -91,7 +98,7 @@ def run(args) -> int:
             "checkpoint": args.checkpoint, "seconds": round(time.time() - start, 1)}
   if args.max_images is not None:
     result["max_images"] = args.max_images
-  print(f"ImageNet zero-shot: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
+  print(f"ImageNet zero-shot: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
         f"({result['num_images']} images, {result['seconds']:.0f} s)")
   if args.output:
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

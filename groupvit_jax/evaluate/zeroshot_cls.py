@@ -137,7 +137,7 @@ def protocol(templates: str | Sequence[str], image_size: int, resize: int) -> di
       "preprocessing": f"PIL resize shorter side to {resize} (bilinear), center crop "
                        f"{image_size}, ImageNet mean/std",
       "logits": "normalised image embedding @ class embeddings (cosine), no logit scale",
-      "metrics": "top-1 / top-5 accuracy in percent",
+      "metrics": "top-1 / top-5 accuracy as fractions from 0 to 1",
   }
 
 
@@ -148,7 +148,8 @@ def evaluate(model, data: LabelledImages, *, class_names: Sequence[str] = IMAGEN
              mesh: Mesh | None = None) -> dict:
   """Zero-shot top-1/top-5 accuracy of ``model`` on ``data`` (labels index ``class_names``).
 
-  Returns a dict with ``top1``, ``top5`` (percent), ``num_images``, ``top1_correct``,
+  Returns a dict with ``top1``, ``top5`` (fractions from 0 to 1, like every ``evaluate``
+  metric), ``num_images``, ``top1_correct``,
   ``top5_correct`` and ``protocol``.
   """
   image_size = image_size or model.config.vision.img_size
@@ -169,8 +170,8 @@ def evaluate(model, data: LabelledImages, *, class_names: Sequence[str] = IMAGEN
       bar.update(batch.num_valid)
       bar.set_postfix(top1=f"{100 * correct[0] / seen:.2f}", top5=f"{100 * correct[1] / seen:.2f}")
   return {
-      "top1": 100.0 * float(correct[0]) / seen,
-      "top5": 100.0 * float(correct[1]) / seen,
+      "top1": float(correct[0]) / seen,
+      "top5": float(correct[1]) / seen,
       "num_images": seen,
       "top1_correct": int(correct[0]),
       "top5_correct": int(correct[1]),
