@@ -12,10 +12,10 @@ Measures, on whatever JAX backend is present (CPU here, GPU with one command els
 Weights: a checkpoint if given, else a random init of the released architecture (timing does
 not depend on the values); the transformers model is a random init of the same architecture.
 
-  python experiments/benchmarks/bench_segmentation.py --output results/bench_segmentation_cpu.json
+  python experiments/benchmarks/bench_segmentation.py --output experiments/benchmarks/results/bench_segmentation_cpu.json
   # on a GPU machine (torch reference on CUDA when available):
   python experiments/benchmarks/bench_segmentation.py --dataset-repeats 40 --batches 1,8,32 \
-      --images-per-batch 32 --window-chunk 64 --output results/bench_segmentation_gpu.json
+      --images-per-batch 32 --window-chunk 64 --output experiments/benchmarks/results/bench_segmentation_gpu.json
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def parse_args():
   p.add_argument("--window-chunk", type=int, default=8)
   p.add_argument("--skip-torch", action="store_true")
   p.add_argument("--torch-device", default="auto", help="auto (cuda if available), cpu, cuda")
-  p.add_argument("--output", default=str(REPO / "results" / "bench_segmentation.json"))
+  p.add_argument("--output", default=str(REPO / "experiments" / "benchmarks" / "results" / "bench_segmentation.json"))
   return p.parse_args()
 
 
