@@ -212,10 +212,13 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
                background=background, caption=make_caption(rng, objects, background))
 
 
-def scene_rng(seed: int, index: int) -> np.random.Generator:
-  return np.random.default_rng([seed, index])
+SPLITS = {"train": 0, "val": 1, "test": 2}  # independent random streams per split
 
 
-def generate(cfg: WorldConfig, seed: int, index: int) -> Scene:
-  """Scene ``index`` of the world with ``seed`` (deterministic, order-independent)."""
-  return render_scene(scene_rng(seed, index), cfg)
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+  return np.random.default_rng([seed, SPLITS[split], index])
+
+
+def generate(cfg: WorldConfig, seed: int, index: int, split: str = "train") -> Scene:
+  """Scene ``index`` of ``split`` in the world with ``seed`` (deterministic, order-independent)."""
+  return render_scene(scene_rng(seed, split, index), cfg)

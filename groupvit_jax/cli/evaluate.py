@@ -15,7 +15,9 @@ import os
 from groupvit_jax.cli.main import CLIError
 
 SEG_DATASETS = ("voc", "voc20", "context", "context59", "coco_object", "coco_stuff", "cityscapes",
-                "ade20k")
+                "ade20k", "folder")
+DEFAULT_PROTOCOL = {"voc": "groupvit", "context": "groupvit", "coco_object": "groupvit",
+                    "folder": "shapes"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="dataset root: for voc the folder that holds VOC2012/ (e.g. VOCdevkit)")
   p.add_argument("--output", required=True, help="results JSON file")
   p.add_argument("--protocol", default=None,
-                 help="groupvit (default for voc/context/coco_object) or benchmark8 (default for "
-                 "the other segmentation datasets)")
+                 help="groupvit (default for voc/context/coco_object), benchmark8 (default for "
+                 "the other benchmarks) or shapes (default for --dataset folder)")
+  p.add_argument("--bg-threshold", type=float, default=None,
+                 help="override the protocol's background threshold (the protocol is then "
+                 "reported as NAME+bg=T)")
   p.add_argument("--split", default="val", help="dataset split (default val)")
   p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
   p.add_argument("--batch-size", type=int, default=None,
@@ -67,11 +72,14 @@ def run(args) -> int:
 
 def run_segmentation(args) -> int:
   from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import get_protocol  # pylint: disable=g-import-not-at-top
-  name = args.protocol or ("groupvit" if args.dataset in ("voc", "context", "coco_object")
-                           else "benchmark8")
+  from groupvit_jax.evaluate.protocols import get_protocol, with_bg_threshold  # pylint: disable=g-import-not-at-top
+  name = args.protocol or DEFAULT_PROTOCOL.get(args.dataset, "benchmark8")
   protocol = get_protocol(name)
   protocol.settings(args.dataset)  # refuses a dataset the protocol does not cover
+  if args.bg_threshold is not None:
+    if not 0.0 <= args.bg_threshold <= 1.0:
+      raise CLIError(f"--bg-threshold must be in [0, 1], got {args.bg_threshold}")
+    protocol = with_bg_threshold(protocol, args.dataset, args.bg_threshold)
   if args.limit is not None and args.limit <= 0:
     raise CLIError(f"--limit must be positive, got {args.limit}")
   if (args.batch_size is not None and args.batch_size <= 0) or args.window_chunk <= 0:

@@ -35,14 +35,22 @@ def attention_grid(h: int, w: int, num_tokens: int, patch_size: int) -> tuple[in
   return hf, wf
 
 
-def compose_stage_maps(soft: tuple[jax.Array, ...]) -> list[jax.Array]:
+def compose_stage_maps(soft: tuple[jax.Array, ...], tokens: jax.Array | None = None
+                       ) -> list[jax.Array]:
   """Per-stage soft assignments of the input patches.
 
   Args:
     soft: one [B, S_s, L_s] map per grouping stage (stage 0: L_0 = patches).
+    tokens: [B, L, C] final tokens; used only when ``soft`` is empty (a plain ViT, e.g. the
+      paper's baselines), whose groups are then its patches: one identity map [B, L, L].
   Returns:
     one [B, L_0, S_s] map per stage: ``soft_0^T``, ``soft_0^T @ soft_1^T``, ...
   """
+  if not soft:
+    if tokens is None:
+      raise ValueError("a model without grouping stages needs its tokens for pixel-wise groups")
+    b, l = tokens.shape[:2]
+    return [jnp.broadcast_to(jnp.eye(l, dtype=jnp.float32), (b, l, l))]
   out, prev = [], None
   for s in soft:
     t = jnp.swapaxes(s.astype(jnp.float32), -1, -2)  # [B, L_s, S_s]
@@ -105,7 +113,7 @@ def window_predict(model, x: jax.Array, text: jax.Array,
     and the class table [B, G, C]; the window's logits are ``table[b, index[b, y, x]]``.
   """
   enc = model.encode_image(x)
-  maps = compose_stage_maps(enc["soft"])[-1]
+  maps = compose_stage_maps(enc["soft"], enc["tokens"])[-1]
   up = upsample_group_maps(maps, x.shape[1:3], model.config.vision.patch_size)
   index = jnp.argmax(up, axis=-1).astype(jnp.int32)
   table = class_table(model.project_groups(enc["tokens"]), enc["image_x"], text, model.scale(),
@@ -124,7 +132,7 @@ def stage_group_maps(model, x: jax.Array) -> list[jax.Array]:
   """
   enc = model.encode_image(x)
   out = []
-  for maps in compose_stage_maps(enc["soft"]):
+  for maps in compose_stage_maps(enc["soft"], enc["tokens"]):
     up = upsample_group_maps(maps, x.shape[1:3], model.config.vision.patch_size)
     out.append(jnp.argmax(up, axis=-1).astype(jnp.int32))
   return out

@@ -92,7 +92,27 @@ BENCHMARK8 = Protocol(
     description="the 8 benchmarks of later open-vocabulary papers under the GroupViT geometry "
     "(shorter side 448, 448x448 windows, stride 224); background only where the dataset has one")
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (GROUPVIT, BENCHMARK8)}
+# The synthetic shapes world of `make demo` (and your own small images in the folder layout):
+# whole 64x64 images (no resize, one pass), prompts "a photo of a {}.", the background threshold
+# chosen on the world's validation split (input_pipeline/synthetic_world.py), never on test.
+SHAPES = Protocol(
+    name="shapes",
+    datasets=(DatasetSettings("folder", 0.5),),
+    img_scale=(2048, 64), crop=64, stride=64, mode="whole",
+    description="synthetic shapes world: whole 64x64 images, background threshold 0.5")
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (GROUPVIT, BENCHMARK8, SHAPES)}
+
+
+def with_bg_threshold(protocol: Protocol, dataset: str, threshold: float) -> Protocol:
+  """``protocol`` with ``dataset``'s background threshold replaced (named ``NAME+bg=T``)."""
+  settings = protocol.settings(dataset)
+  if not settings.with_bg:
+    raise ValueError(f"dataset {dataset!r} has no background channel under protocol "
+                     f"{protocol.name!r}; a background threshold does not apply")
+  new = tuple(dataclasses.replace(d, bg_threshold=threshold) if d.dataset == dataset else d
+              for d in protocol.datasets)
+  return protocol.replace(name=f"{protocol.name}+bg={threshold:g}", datasets=new)
 
 
 def get_protocol(name: str) -> Protocol:

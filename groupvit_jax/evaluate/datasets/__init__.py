@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from groupvit_jax.evaluate.datasets import classes, layouts
+from groupvit_jax.evaluate.datasets import classes, folder, layouts
 from groupvit_jax.evaluate.datasets.base import (DatasetLayoutError, Example, SegDataset,
                                                  read_label)
 
@@ -18,7 +18,7 @@ from groupvit_jax.evaluate.datasets.base import (DatasetLayoutError, Example, Se
 @dataclasses.dataclass(frozen=True)
 class DatasetEntry:
   reader: Callable[[str, str], SegDataset]  # (root, split) -> dataset
-  classes: tuple[str, ...]  # every label id's name
+  classes: tuple[str, ...]  # every label id's name (empty: read from the data, see folder.py)
   root_hint: str  # what the data root is
 
 
@@ -36,6 +36,8 @@ DATASETS: dict[str, DatasetEntry] = {
                                "the Cityscapes folder (leftImg8bit/, gtFine/)"),
     "ade20k": DatasetEntry(layouts.open_ade20k, classes.ADE20K,
                            "the folder holding ADEChallengeData2016/"),
+    "folder": DatasetEntry(folder.open_folder, (),
+                           "a folder with classes.txt and <split>/images, <split>/labels"),
 }
 
 

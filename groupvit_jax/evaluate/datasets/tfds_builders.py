@@ -68,7 +68,8 @@ def _make(dataset: str) -> type:
   return type(name, (_SegmentationBuilder,), attrs)
 
 
-BUILDERS: dict[str, type] = {d: _make(d) for d in DATASETS}
+# Official benchmarks only (the generic folder layout has no fixed class list).
+BUILDERS: dict[str, type] = {d: _make(d) for d, e in DATASETS.items() if e.classes}
 
 
 def builder(dataset: str, data_dir: str, file_format: str = "array_record"
