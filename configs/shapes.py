@@ -1,0 +1,72 @@
+"""A small GroupViT trained from scratch on the synthetic shapes world with text supervision only
+(``make demo``; see groupvit_jax/demo.py and input_pipeline/synthetic_world.py).
+
+Arguments select the variants of the ablation study in miniature
+(experiments/shapes_ablations.py):
+
+  configs/shapes.py                         # 2-stage GroupViT, hard assignment, multi-label K=3
+  configs/shapes.py:hard=False              # soft assignment
+  configs/shapes.py:multi_label=0           # contrastive loss only
+  configs/shapes.py:stages=1                # 1-stage GroupViT
+  configs/shapes.py:vit=True                # the plain-ViT baseline (no grouping)
+
+The world's captions name colours, relations and counts, so colour jitter, RandAugment and
+flips are off (they would make captions false); only a mild random crop remains.
+"""
+
+from groupvit_jax.model_config import GroupViTConfig, TextConfig, VisionConfig
+from groupvit_jax.train import config_lib
+
+HEADS = 4
+
+
+def shapes_model(stages: int, hard: bool, multi_label: int, vit: bool, width: int = 96,
+                 text_width: int = 64, text_layers: int = 2,
+                 image_size: int = 64) -> GroupViTConfig:
+  common = dict(img_size=image_size, patch_size=8, embed_dim=width, drop_path_rate=0.0,
+                hard_assignment=hard)
+  if vit:
+    vision = VisionConfig(depths=(6,), num_heads=(HEADS,), num_group_tokens=(0,),
+                          num_output_groups=(), **common)
+  elif stages == 1:
+    vision = VisionConfig(depths=(3, 3), num_heads=(HEADS,) * 2, num_group_tokens=(16, 0),
+                          num_output_groups=(8,), **common)
+  elif stages == 2:
+    vision = VisionConfig(depths=(3, 2, 1), num_heads=(HEADS,) * 3, num_group_tokens=(16, 8, 0),
+                          num_output_groups=(16, 8), **common)
+  else:
+    raise ValueError(f"stages must be 1 or 2, got {stages}")
+  text = TextConfig(context_length=24, width=text_width, layers=text_layers, heads=HEADS)
+  return GroupViTConfig(vision=vision, text=text, proj_dim=128, proj_hidden_dim=512,
+                        multi_label=multi_label)
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, stages=2, hard=True, multi_label=3, vit=False, steps=1500,
+                             batch=64, width=96, text_width=64, text_layers=2, lr=2e-3, seed=0)
+  model = shapes_model(arg.stages, arg.hard, arg.multi_label, arg.vit, arg.width, arg.text_width,
+                       arg.text_layers)
+  config = config_lib.base_config(model)
+  config.seed = arg.seed
+  config.steps_per_epoch = arg.steps
+  config.num_epochs = 1
+  config.log_every_steps = 50
+  config.input.backend = "webdataset"
+  config.input.train_shards = ""  # set by the demo: DATA/train/shapes-*.tar
+  config.input.batch_size = arg.batch
+  config.input.shuffle_buffer = 2000
+  config.input.num_workers = 0
+  config.input.augment.crop_scale = (0.7, 1.0)
+  config.input.augment.hflip = 0.0
+  config.input.augment.randaugment = ""
+  config.input.augment.random_erasing = 0.0
+  config.optim.base_lr = arg.lr
+  config.optim.warmup_lr = 1e-5
+  config.optim.min_lr = 1e-5
+  config.optim.reference_batch = arg.batch  # rates as given, not rescaled by batch/4096
+  config.optim.warmup_steps = config.get_ref("total_steps") // 10  # follows --config.total_steps
+  config.optim.weight_decay = 0.05
+  config.ckpt.every_steps = 500
+  config.ckpt.keep = 1
+  config.evals.retrieval.every_steps = 10**9  # off (the demo evaluates segmentation at the end)
+  return config
