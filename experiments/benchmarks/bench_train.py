@@ -31,7 +31,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
 
 
 def interleaved(fns: dict, *, warmup: int, iters: int) -> dict[str, list[float]]:
