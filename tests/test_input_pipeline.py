@@ -4,7 +4,6 @@ and counted, resumable order, host/worker splits, global device batches, TFDS so
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 

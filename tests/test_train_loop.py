@@ -69,7 +69,7 @@ def test_retrieval_eval_writes_scalars_and_images(uninterrupted):
 def test_sigterm_resume_reproduces_the_losses(uninterrupted, tmp_path, monkeypatch):
   full = read_metrics(uninterrupted[0])
   workdir = str(tmp_path / "resumed")
-  config = tiny_config(mesh=MESH)
+  config = tiny_config(mesh=MESH, **{"ckpt.every_steps": 100})  # saves: preemption + last step
   real_log_line = metrics_lib.log_line
 
   def log_line_then_sigterm(step, total, scalars):  # preemption notice after step 2 is logged
@@ -78,12 +78,13 @@ def test_sigterm_resume_reproduces_the_losses(uninterrupted, tmp_path, monkeypat
     return real_log_line(step, total, scalars)
 
   monkeypatch.setattr(metrics_lib, "log_line", log_line_then_sigterm)
+  handler_before = signal.getsignal(signal.SIGTERM)
   first = loop.train_and_evaluate(config, workdir)
   monkeypatch.setattr(metrics_lib, "log_line", real_log_line)
   stopped = first["step"]
   assert first["preempted"] and 2 <= stopped < 6
-  assert stopped in steps_on_disk(workdir)  # saved at the preemption step
-  assert signal.getsignal(signal.SIGTERM) is not None
+  assert steps_on_disk(workdir) == [stopped]  # saved because of the preemption
+  assert signal.getsignal(signal.SIGTERM) == handler_before  # the loop's handler is removed
   second = loop.train_and_evaluate(config, workdir)  # the same call resumes
   assert second["step"] == 6 and not second["preempted"]
   resumed = read_metrics(workdir)
@@ -134,3 +135,35 @@ def test_load_pretrained_reads_the_workdir(uninterrupted):
   assert not np.allclose(np.asarray(model.get_image_features(x)),
                          np.asarray(older.get_image_features(x)))
   np.testing.assert_allclose(np.asarray(model.logit_scale.get_value()), flat["logit_scale"])
+
+
+def _init_state_with(tmp_path, **overrides):
+  from groupvit_jax import optim
+  from groupvit_jax.train import checkpointing
+  from input_pipeline import pipeline
+  config = tiny_config(mesh=MESH, **overrides)
+  cfg = state_lib.model_config(config)
+  tx, _ = optim.make_optimizer(config.optim, global_batch=16, total_steps=6)
+  mesh = state_lib.make_mesh(MESH)
+  rules = state_lib.rules_from_config(config.sharding_rules)
+  _, abstract = state_lib.abstract_state(cfg, tx)
+  shardings = state_lib.state_shardings(abstract, tx, mesh, rules)
+  data = pipeline.make_train_iter(config.input, mesh=mesh, rules=rules, seed=0)
+  mngr = checkpointing.make_manager(str(tmp_path / "fresh" / "checkpoints"), config.ckpt)
+  state = loop._init_state(config, cfg, tx, mesh, rules, mngr, abstract, shardings,  # pylint: disable=protected-access
+                           data)
+  mngr.close()
+  return state, data
+
+
+def test_resume_from_and_model_init(uninterrupted, tmp_path, fast_compile):  # noqa: F811
+  workdir, _ = uninterrupted
+  trained = load_pretrained(workdir)
+  state, data = _init_state_with(tmp_path, **{"ckpt.model_init": workdir})
+  assert int(state["step"]) == 0 and json.loads(data.get_state())["source"]["step"] == 0
+  np.testing.assert_array_equal(np.asarray(state["params"]["logit_scale"].get_value()),
+                                np.asarray(trained.logit_scale.get_value()))
+  assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(state["opt_state"][1][0].mu))
+  state, data = _init_state_with(tmp_path, **{"ckpt.resume_from": f"{workdir}/checkpoints/4"})
+  assert int(state["step"]) == 4 and json.loads(data.get_state())["source"]["step"] == 4
+  assert any(np.any(np.asarray(x)) for x in jax.tree.leaves(state["opt_state"][1][0].mu))

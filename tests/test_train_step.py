@@ -147,3 +147,27 @@ def test_bf16_compute_with_fp32_params_and_remat(setup):
   new_state, metrics = lowered.compile()(state, batch(0, setup))
   assert float(metrics["finite"]) == 1.0 and 5.0 < float(metrics["loss"]) < 30.0
   assert {x.dtype for x in jax.tree.leaves(new_state["params"])} == {jnp.dtype("float32")}
+
+
+def test_step_flops_count_the_global_batch_once(setup):
+  """The MFU numerator does not depend on how the step is partitioned."""
+  from groupvit_jax.train import metrics as metrics_lib
+  config = tiny_config()
+  cfg = tiny().replace(multi_label=3)
+  tx, schedule = optim.make_optimizer(config.optim, global_batch=B, total_steps=6)
+  rules = state_lib.rules_from_config(config.sharding_rules)
+  counts = []
+  for axes, devices in (((("data", 2), ("fsdp", 4)), None), ((("data", 1),), jax.devices()[:1])):
+    mesh = state_lib.make_mesh(axes, devices=devices)
+    graphdef, abstract = state_lib.abstract_state(cfg, tx)
+    shardings = state_lib.state_shardings(abstract, tx, mesh, rules)
+    bsh = pipeline.batch_shardings(mesh, rules, config.input)
+    step = step_lib.make_train_step(graphdef=graphdef, tx=tx, schedule=schedule,
+                                    shardings=shardings, batch_shardings=bsh, mesh=mesh,
+                                    rules=rules, multi_label=3, multi_label_weight=1.0)
+    abstract_batch = {"image": jax.ShapeDtypeStruct((B, 32, 32, 3), np.float32,
+                                                    sharding=bsh["image"]),
+                      "text": jax.ShapeDtypeStruct((B, 4, 16), np.int32, sharding=bsh["text"])}
+    counts.append(metrics_lib.step_flops(step.lower(state_lib.with_shardings(abstract, shardings),
+                                                    abstract_batch)))
+  assert counts[0] == counts[1] and counts[0] > 1e8

@@ -25,8 +25,13 @@ CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "data")
 
 
+def absolute(path: str) -> str:
+  """Local paths made absolute (Orbax needs it); remote ones (``gs://...``) as they are."""
+  return path if "://" in path else os.path.abspath(path)
+
+
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  return f"{absolute(workdir).rstrip('/')}/{CHECKPOINT_DIR}"
 
 
 def make_manager(directory: str, ckpt_config, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -38,7 +43,7 @@ def make_manager(directory: str, ckpt_config, *, read_only: bool = False) -> ocp
       preservation_policy=cm.LatestN(int(ckpt_config.keep)),
       enable_async_checkpointing=bool(ckpt_config.async_save),
       read_only=read_only, create=not read_only)
-  return ocp.CheckpointManager(os.path.abspath(directory), item_names=ITEMS, options=options)
+  return ocp.CheckpointManager(absolute(directory), item_names=ITEMS, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, *, force: bool = False) -> bool:
@@ -59,15 +64,16 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter=No
 
 def resolve_resume_from(path: str) -> tuple[str, int]:
   """A workdir, its ``checkpoints`` dir or one ``checkpoints/<step>`` dir -> (manager dir, step)."""
-  path = os.path.abspath(path)
-  base = os.path.basename(path.rstrip("/"))
-  if base.isdigit() and os.path.isdir(os.path.join(path, "state")):
-    return os.path.dirname(path), int(base)
-  directory = path if os.path.basename(path) == CHECKPOINT_DIR else os.path.join(path, CHECKPOINT_DIR)
-  steps = sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(directory) else []
+  from etils import epath  # pylint: disable=g-import-not-at-top  # local or remote
+  p = epath.Path(absolute(path))
+  if p.name.isdigit() and (p / "state").is_dir():
+    return str(p.parent), int(p.name)
+  directory = p if p.name == CHECKPOINT_DIR else p / CHECKPOINT_DIR
+  steps = sorted(int(d.name) for d in directory.iterdir() if d.name.isdigit()) if (
+      directory.is_dir()) else []
   if not steps:
     raise FileNotFoundError(f"ckpt.resume_from={path!r}: no checkpoints/<step> directory found")
-  return directory, steps[-1]
+  return str(directory), steps[-1]
 
 
 class PreemptionGuard:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
@@ -34,15 +34,15 @@ class NonFiniteLossError(FloatingPointError):
 def enable_compilation_cache(directory: str) -> None:
   """Persistent XLA compilation cache (a restarted or resumed run skips compilation)."""
   from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
-  jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
+  jax.config.update("jax_compilation_cache_dir", checkpointing.absolute(directory))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   compilation_cache.reset_cache()  # takes effect even if something compiled before
 
 
 def _write_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    (epath.Path(workdir) / "config.json").write_text(
+        config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def _flat_hparams(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -124,8 +124,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     NonFiniteLossError: the loss became NaN/inf (the state at that step is not saved).
   """
   config_lib.validate_config(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = checkpointing.absolute(workdir)  # local or remote (gs://...)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   if config.jax_cache_dir:
     enable_compilation_cache(config.jax_cache_dir)
   _write_config(config, workdir)
@@ -156,9 +156,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       graphdef=graphdef, tx=tx, schedule=schedule, shardings=shardings, batch_shardings=batch_sh,
       mesh=mesh, rules=rules, multi_label=cfg.multi_label,
       multi_label_weight=cfg.multi_label_loss_weight)
-  compiled = train_step.lower(state_lib.with_shardings(abstract, shardings),
-                              _abstract_batch(config, batch_sh)).compile()
-  flops = metrics_lib.compiled_flops(compiled)
+  lowered = train_step.lower(state_lib.with_shardings(abstract, shardings),
+                             _abstract_batch(config, batch_sh))
+  flops = metrics_lib.step_flops(lowered)
+  compiled = lowered.compile()
   metrics_lib.log_memory(compiled)
   peak = metrics_lib.peak_flops_per_device(override=config.peak_flops_per_device)
   logging.info("train step: %s GFLOPs per step; peak %s TFLOP/s per device",
@@ -200,43 +201,45 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   throughput.reset(start)
   preempted = False
   step = start
-  with metric_writers.ensure_flushes(writer):
-    for step in range(start + 1, total + 1):
-      with report.timed("data", wait_jax_async_dispatch=False):
-        batch, _ = next(data_iter)
-      with jax.transfer_guard("disallow"):
-        state, dev_metrics = compiled(state, batch)
-      resolve()  # the previous step's metrics
-      pending = (step, dev_metrics)
-      report(step)
-      stop = guard.should_stop(mngr, step)
-      due_evals = periodic.due(step)
-      if stop or due_evals or step == total or mngr.should_save(step):
-        resolve()  # never save or evaluate a state whose loss was not checked
-      if due_evals:
-        with report.timed("eval"):
-          ctx = evals_lib.EvalContext(model=state_lib.model_from_state(graphdef, state),
-                                      graphdef=graphdef, state=state, mesh=mesh, step=step)
-          last.update(periodic.run(due_evals, ctx, writer))
-        throughput.reset(step)
-      with report.timed("checkpoint", wait_jax_async_dispatch=False):
-        saved = checkpointing.save(mngr, step, state, data_iter, force=stop or step == total)
-      if saved:
-        logging.info("checkpoint %d started (async)", step)
-        throughput.reset(step)
-      if stop:
-        preempted = True
-        logging.warning("preempted: checkpoint %d saved; exiting so the same command resumes",
-                        step)
-        break
-    resolve()
-  mngr.wait_until_finished()
-  mngr.close()
-  data_iter.close()
-  guard.restore_handler()
-  writer.flush()
+  try:
+    with metric_writers.ensure_flushes(writer):
+      for step in range(start + 1, total + 1):
+        with report.timed("data", wait_jax_async_dispatch=False):
+          batch, _ = next(data_iter)
+        with jax.transfer_guard("disallow"):
+          state, dev_metrics = compiled(state, batch)
+        resolve()  # the previous step's metrics
+        pending = (step, dev_metrics)
+        report(step)
+        stop = guard.should_stop(mngr, step)
+        due_evals = periodic.due(step)
+        if stop or due_evals or step == total or mngr.should_save(step):
+          resolve()  # never save or evaluate a state whose loss was not checked
+        if due_evals:
+          with report.timed("eval"):
+            ctx = evals_lib.EvalContext(model=state_lib.model_from_state(graphdef, state),
+                                        graphdef=graphdef, state=state, mesh=mesh, step=step)
+            last.update(periodic.run(due_evals, ctx, writer))
+          throughput.reset(step)
+        with report.timed("checkpoint", wait_jax_async_dispatch=False):
+          saved = checkpointing.save(mngr, step, state, data_iter, force=stop or step == total)
+        if saved:
+          logging.info("checkpoint %d started (async)", step)
+          throughput.reset(step)
+        if stop:
+          preempted = True
+          logging.warning("preempted: checkpoint %d saved; exiting so the same command resumes",
+                          step)
+          break
+      resolve()
+    mngr.wait_until_finished()
+  finally:
+    mngr.close()
+    data_iter.close()
+    guard.restore_handler()
+    writer.flush()
   last.update(step=step, preempted=preempted)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "last_metrics.json"), "w") as f:
-      json.dump({k: v for k, v in last.items() if isinstance(v, (int, float, bool))}, f, indent=2)
+    (epath.Path(workdir) / "last_metrics.json").write_text(json.dumps(
+        {k: v for k, v in last.items() if isinstance(v, (int, float, bool))}, indent=2))
   return last

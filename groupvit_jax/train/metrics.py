@@ -1,7 +1,7 @@
 """Metric writers (TensorBoard + JSON lines), the plain log line, and the MFU estimate.
 
-MFU = (FLOPs of one compiled step, from XLA's cost analysis, summed over devices) x steps/s /
-(peak FLOP/s per device x devices). The peak comes from ``config.peak_flops_per_device`` or, for
+MFU = (FLOPs of one step of the global batch, from XLA's cost analysis of the lowered program) x
+steps/s / (peak FLOP/s per device x devices). The peak comes from ``config.peak_flops_per_device`` or, for
 known accelerators, from the table below (dense bf16); on CPU it is unknown and MFU is not shown.
 """
 
@@ -34,20 +34,22 @@ def peak_flops_per_device(device=None, override: float | None = None) -> float |
   return None
 
 
-def compiled_flops(compiled) -> float | None:
-  """FLOPs of one call of a compiled SPMD program over all devices (None if XLA gives none).
+def step_flops(lowered) -> float | None:
+  """FLOPs of one step of the whole global batch (None if XLA gives none).
 
-  XLA's cost analysis describes the per-device partitioned module, hence the device count.
+  Read from the *lowered* (not yet partitioned) program: its shapes are global, so the count
+  does not include work that SPMD partitioning duplicates on every device (e.g. the update of
+  replicated parameters), which a compiled per-device cost analysis times the device count would.
   """
   try:
-    ca = compiled.cost_analysis()
+    ca = lowered.cost_analysis()
   except Exception:  # pylint: disable=broad-except  # backends without cost analysis
     return None
   if isinstance(ca, (list, tuple)):
     ca = ca[0] if ca else None
   if not ca or "flops" not in ca:
     return None
-  return float(ca["flops"]) * jax.device_count()
+  return float(ca["flops"])
 
 
 class JsonlWriter:
@@ -91,12 +93,15 @@ class JsonlWriter:
 
 
 def create_writer(workdir: str):
-  """Process 0: TensorBoard events in ``workdir`` + ``workdir/metrics.jsonl`` (asynchronous);
-  other processes: a writer that drops everything."""
+  """Process 0: TensorBoard events in ``workdir`` (local or remote) + ``workdir/metrics.jsonl``
+  (local workdirs; object stores cannot append), asynchronous; other processes: a writer that
+  drops everything."""
   from clu import metric_writers  # pylint: disable=g-import-not-at-top  # imports TensorFlow
   if jax.process_index() > 0:
     return metric_writers.MultiWriter([])
-  writers = [metric_writers.SummaryWriter(workdir), JsonlWriter(os.path.join(workdir, "metrics.jsonl"))]
+  writers = [metric_writers.SummaryWriter(workdir)]
+  if "://" not in workdir:
+    writers.append(JsonlWriter(os.path.join(workdir, "metrics.jsonl")))
   return metric_writers.AsyncMultiWriter(writers)
 
 
