@@ -33,6 +33,7 @@ class WorldConfig:
   min_size: float = 0.22  # object diameter as a fraction of the image side
   max_size: float = 0.45
   min_visible: float = 0.4  # an object named in a caption keeps >= this fraction of its pixels
+  max_rotation: float = 0.0  # objects turn by U(-r, r) radians (0: upright shapes)
   shapes: tuple[str, ...] = SHAPES
   colors: tuple[str, ...] = tuple(COLORS)
 
@@ -191,7 +192,7 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
     obj = SceneObject(shape=cfg.shapes[rng.integers(len(cfg.shapes))],
                       color=cfg.colors[rng.integers(len(cfg.colors))],
                       cx=rng.uniform(size / 2, n - size / 2), cy=rng.uniform(size / 2, n - size / 2),
-                      size=size, angle=rng.uniform(0, 2 * math.pi))
+                      size=size, angle=rng.uniform(-cfg.max_rotation, cfg.max_rotation))
     tint = np.clip(np.array(COLORS[obj.color]) + rng.normal(0, 10, 3), 0, 255).astype(int)
     _draw(draw, obj, tuple(tint))
     _draw(draw_mask, obj, 1 + cfg.shapes.index(obj.shape))

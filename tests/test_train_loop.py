@@ -30,10 +30,18 @@ def steps_on_disk(workdir):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, fast_compile):  # noqa: F811
-  """6 steps in one go, with the retrieval evaluation on held-out shards every 3 steps."""
+  """6 steps in one go, with the retrieval evaluation on held-out shards and the segmentation
+  evaluation on a 4-image split of the shapes world (folder layout), both every 3 steps."""
+  from input_pipeline.synthetic_world import WorldConfig
+  from input_pipeline.world_files import write_split
   root = tmp_path_factory.mktemp("loop")
   write_shards(root / "heldout", num_shards=2, per_shard=6, corrupt=[(0, 2)])
-  config = tiny_config(**{"mesh": MESH, "evals.retrieval.shards": str(root / "heldout/*.tar")})
+  write_split(str(root / "world"), WorldConfig(image_size=32), 0, "val", 4, progress=False)
+  config = tiny_config(**{"mesh": MESH, "evals.retrieval.shards": str(root / "heldout/*.tar"),
+                          "evals.segmentation.dataset": "folder",
+                          "evals.segmentation.data_root": str(root / "world"),
+                          "evals.segmentation.every_steps": 3,
+                          "evals.segmentation.num_images": 2})
   workdir = str(root / "full")
   result = loop.train_and_evaluate(config, workdir)
   return workdir, result
@@ -64,6 +72,21 @@ def test_retrieval_eval_writes_scalars_and_images(uninterrupted):
   acc.Reload()
   assert "retrieval/similarity" in acc.Tags()["tensors"]
   assert "loss" in acc.Tags()["tensors"] and "images_per_sec" in acc.Tags()["tensors"]
+
+
+def test_segmentation_eval_writes_miou_and_pictures(uninterrupted):
+  workdir, _ = uninterrupted
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  evals = {r["step"]: r for r in rows if "segmentation/mIoU" in r}
+  assert sorted(evals) == [3, 6]
+  for r in evals.values():
+    assert 0.0 <= r["segmentation/mIoU"] <= 1.0 and 0.0 <= r["segmentation/aAcc"] <= 1.0
+    assert "segmentation/iou/background" in r  # every class present in the data has an IoU
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+  acc.Reload()
+  tags = acc.Tags()["tensors"]
+  assert "segmentation/overlays" in tags and "segmentation/groups" in tags
 
 
 def test_sigterm_resume_reproduces_the_losses(uninterrupted, tmp_path, monkeypatch):

@@ -16,8 +16,7 @@ from groupvit_jax.cli.main import CLIError
 
 SEG_DATASETS = ("voc", "voc20", "context", "context59", "coco_object", "coco_stuff", "cityscapes",
                 "ade20k", "folder")
-DEFAULT_PROTOCOL = {"voc": "groupvit", "context": "groupvit", "coco_object": "groupvit",
-                    "folder": "shapes"}
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,9 +71,9 @@ def run(args) -> int:
 
 def run_segmentation(args) -> int:
   from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import get_protocol, with_bg_threshold  # pylint: disable=g-import-not-at-top
-  name = args.protocol or DEFAULT_PROTOCOL.get(args.dataset, "benchmark8")
-  protocol = get_protocol(name)
+  from groupvit_jax.evaluate.protocols import (default_protocol, get_protocol,  # pylint: disable=g-import-not-at-top
+                                               with_bg_threshold)
+  protocol = get_protocol(args.protocol) if args.protocol else default_protocol(args.dataset)
   protocol.settings(args.dataset)  # refuses a dataset the protocol does not cover
   if args.bg_threshold is not None:
     if not 0.0 <= args.bg_threshold <= 1.0:

@@ -115,6 +115,15 @@ def with_bg_threshold(protocol: Protocol, dataset: str, threshold: float) -> Pro
   return protocol.replace(name=f"{protocol.name}+bg={threshold:g}", datasets=new)
 
 
+# The protocol a dataset is evaluated under when none is named.
+DEFAULT_PROTOCOL = {"voc": "groupvit", "context": "groupvit", "coco_object": "groupvit",
+                    "folder": "shapes"}
+
+
+def default_protocol(dataset: str) -> Protocol:
+  return get_protocol(DEFAULT_PROTOCOL.get(dataset, "benchmark8"))
+
+
 def get_protocol(name: str) -> Protocol:
   if name not in PROTOCOLS:
     raise ValueError(f"unknown protocol {name!r}; expected one of {sorted(PROTOCOLS)}")

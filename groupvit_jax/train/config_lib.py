@@ -129,6 +129,7 @@ def base_config(model: GroupViTConfig, *, datasets=("cc3m", "cc12m"), num_epochs
 
   c.evals = ml_collections.ConfigDict()
   c.evals.retrieval = retrieval_eval()
+  c.evals.segmentation = segmentation_eval()
   return c
 
 
@@ -137,6 +138,16 @@ def retrieval_eval(shards: str = "", every_steps: int = 5000) -> ml_collections.
   return ml_collections.ConfigDict(dict(
       type="retrieval", every_steps=every_steps, shards=shards, num_samples=1024, batch_size=256,
       resize=256))
+
+
+def segmentation_eval(dataset: str = "voc", data_root: str = "", every_steps: int = 5000,
+                      limit: int = 0) -> ml_collections.ConfigDict:
+  """Zero-shot segmentation (mIoU + pictures) on a registered dataset, e.g. the PASCAL VOC sample:
+  ``--config.evals.segmentation.data_root=../shared/data/VOCdevkit``. Off while ``data_root`` is
+  empty."""
+  return ml_collections.ConfigDict(dict(
+      type="segmentation", every_steps=every_steps, dataset=dataset, data_root=data_root,
+      split="val", protocol="", limit=limit, num_images=4))
 
 
 def validate_config(config) -> None:
