@@ -27,7 +27,7 @@ def _cubic2(x):  # 1 < |x| < 2
   return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
 
-def _source_coords(in_size: int, out_size: int) -> np.ndarray:
+def source_coords(in_size: int, out_size: int) -> np.ndarray:
   """Source coordinates as PyTorch's CPU kernels compute them: ``scale`` in float32, then
   ``scale * (d + 0.5) - 0.5`` rounded once to float32 (a fused multiply-add). Plain float64 or
   twice-rounded float32 coordinates move 600-px resizes by up to 1e-4."""
@@ -42,7 +42,7 @@ def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
   w = np.zeros((out_size, in_size), np.float64)
   if in_size == out_size:
     return np.eye(in_size)
-  for d, s in enumerate(_source_coords(in_size, out_size)):  # not clamped for cubic
+  for d, s in enumerate(source_coords(in_size, out_size)):  # not clamped for cubic
     s = float(s)
     i0 = int(np.floor(s))
     t = s - i0
@@ -58,7 +58,7 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
   w = np.zeros((out_size, in_size), np.float64)
   if in_size == out_size:
     return np.eye(in_size)
-  for d, s in enumerate(_source_coords(in_size, out_size)):
+  for d, s in enumerate(source_coords(in_size, out_size)):
     s = max(float(s), 0.0)
     i0 = int(s)  # floor for s >= 0
     i1 = i0 + 1 if i0 < in_size - 1 else i0

@@ -48,8 +48,12 @@ def test_two_processes_match_one(tmp_path, fast_compile):  # noqa: F811
   a, b = losses(single), losses(multi)
   assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
   for s in a:
-    for key in ("loss", "loss_itc", "loss_ml", "grad_norm"):
+    for key in ("loss", "loss_itc", "loss_ml"):
       np.testing.assert_allclose(b[s][key], a[s][key], rtol=2e-5, err_msg=f"step {s} {key}")
+    # The norm sums ~1e5 squared entries whose cross-process reduction order differs from the
+    # one-process run; float32 reordering moves it by ~2e-5 relative (wrong data would move it %).
+    np.testing.assert_allclose(b[s]["grad_norm"], a[s]["grad_norm"], rtol=1e-4,
+                               err_msg=f"step {s} grad_norm")
   assert os.path.isdir(multi / "checkpoints" / "6" / "state")
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
       os.listdir(multi / "checkpoints" / "6" / "data"))  # each host's data position

@@ -12,6 +12,8 @@ import functools
 import cv2
 import numpy as np
 
+from groupvit_jax.interpolate import source_coords
+
 
 def rescale_size(h: int, w: int, img_scale: tuple[int, int] = (2048, 448)) -> tuple[int, int]:
   """mmcv ``rescale_size``: the keep-ratio size bounded by ``img_scale`` (long, short edge).
@@ -71,12 +73,12 @@ def bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=512)
 def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-  d = np.arange(out_size, dtype=np.float64)
   if in_size == out_size:
-    i0 = d.astype(np.int64)
+    i0 = np.arange(out_size, dtype=np.int64)
     lam = np.zeros(out_size)
   else:
-    s = np.maximum((d + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    # The float32 coordinates of interpolate.bilinear_matrix, so both give the same weights.
+    s = np.maximum(source_coords(in_size, out_size).astype(np.float64), 0.0)
     i0 = s.astype(np.int64)  # floor, s >= 0
     lam = s - i0
   i1 = np.where(i0 < in_size - 1, i0 + 1, i0)

@@ -63,6 +63,19 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return out
 
 
+def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of the config file at ``path`` (like ``--config path:arg``)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  name = "config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: no such config file")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
 def model_section(model: GroupViTConfig) -> ml_collections.ConfigDict:
   """``config.model``: the ``GroupViTConfig`` fields (read back with ``GroupViTConfig.from_dict``)."""
   return ml_collections.ConfigDict(model.to_dict())

@@ -1,0 +1,83 @@
+"""The synthetic shapes world: deterministic, captions true to the masks, files readable by the
+real training and evaluation readers."""
+
+import re
+import tarfile
+
+import numpy as np
+import pytest
+
+from groupvit_jax.evaluate.datasets import open_dataset
+from input_pipeline import synthetic_world as sw
+from input_pipeline.world_files import write_world
+
+CFG = sw.WorldConfig()
+PLURALS = {v: k for k, v in sw.PLURAL.items()}
+
+
+def test_scenes_are_a_deterministic_function_of_seed_split_and_index():
+  a, b = sw.generate(CFG, 3, 17, "train"), sw.generate(CFG, 3, 17, "train")
+  np.testing.assert_array_equal(a.image, b.image)
+  np.testing.assert_array_equal(a.mask, b.mask)
+  assert a.caption == b.caption
+  others = [sw.generate(CFG, 4, 17, "train"), sw.generate(CFG, 3, 18, "train"),
+            sw.generate(CFG, 3, 17, "test")]
+  assert all(not np.array_equal(a.image, o.image) for o in others)
+
+
+def named_objects(caption: str) -> list[tuple[str | None, str]]:
+  """(colour or None, shape) for every object phrase the caption names."""
+  words = re.findall(r"[a-z]+", caption.lower())
+  found = []
+  for i, w in enumerate(words):
+    shape = w if w in sw.SHAPES else PLURALS.get(w)
+    if shape:
+      color = words[i - 1] if i and words[i - 1] in sw.COLORS else None
+      found.append((color, shape))
+  return found
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_captions_agree_with_masks(split):
+  for i in range(200):
+    s = sw.generate(CFG, 0, i, split)
+    named = named_objects(s.caption)
+    assert named, s.caption
+    present = set(np.unique(s.mask)) - {0}
+    for color, shape in named:
+      label = 1 + CFG.shapes.index(shape)
+      # a named shape is drawn, visible, and has a visible object of the named colour
+      assert label in present, (i, s.caption)
+      visible = [o for o in s.objects if o.visible_fraction > 0 and o.shape == shape]
+      assert visible and (color is None or any(o.color == color for o in visible)), s.caption
+    for o in s.objects:  # every visible object is in the mask
+      if o.visible_fraction > 0:
+        assert (s.mask == 1 + CFG.shapes.index(o.shape)).any(), (i, o)
+    assert s.mask.shape == s.image.shape[:2] and s.mask.max() <= len(CFG.shapes)
+
+
+def test_colours_under_the_mask_match_the_named_colour():
+  for i in range(50):
+    s = sw.generate(CFG, 1, i, "train")
+    top = [o for o in s.objects if o.visible_fraction > 0][-1]  # drawn last: not occluded
+    label = 1 + CFG.shapes.index(top.shape)
+    cy, cx = int(round(top.cy)), int(round(top.cx))
+    if s.mask[cy, cx] != label:
+      continue  # e.g. the centre of a star's concave outline
+    dist = {c: np.abs(s.image[cy, cx].astype(int) - rgb).sum() for c, rgb in sw.COLORS.items()}
+    assert min(dist, key=dist.get) == top.color, (i, dist)
+
+
+def test_written_world_is_read_by_the_real_readers(tmp_path):
+  out = write_world(str(tmp_path), CFG, seed=0, num_train=12, num_val=3, num_test=4,
+                    shard_size=5, progress=False)
+  assert len(out["train_shards"]) == 3
+  with tarfile.open(out["train_shards"][0]) as tar:
+    names = tar.getnames()
+  assert {n.split(".", 1)[1] for n in names} == {"png", "txt", "json"}
+  test = open_dataset("folder", out["eval_root"], "test")
+  assert len(test) == 4 and tuple(test.classes) == CFG.class_names
+  ex = test[0]
+  want = sw.generate(CFG, 0, 0, "test")
+  np.testing.assert_array_equal(ex.image, want.image)
+  np.testing.assert_array_equal(ex.label, want.mask)
