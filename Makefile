@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench install install-dev clean-venv
+.PHONY: demo test bench ablations install install-dev clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: $(VENV)/.dev.stamp
 
 test: $(VENV)/.dev.stamp
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+ablations: $(VENV)/.dev.stamp
+	$(PY) experiments/shapes_ablations.py
 
 bench: $(VENV)/.dev.stamp
 	$(PY) experiments/benchmarks/bench_model.py

@@ -42,8 +42,8 @@ def shapes_model(stages: int, hard: bool, multi_label: int, vit: bool, width: in
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, stages=2, hard=True, multi_label=3, vit=False, steps=1500,
-                             batch=64, width=96, text_width=64, text_layers=2, lr=2e-3, seed=0)
+  arg = config_lib.parse_arg(arg, stages=2, hard=True, multi_label=3, vit=False, steps=900,
+                             batch=64, width=96, text_width=64, text_layers=2, lr=5e-4, seed=0)
   model = shapes_model(arg.stages, arg.hard, arg.multi_label, arg.vit, arg.width, arg.text_width,
                        arg.text_layers)
   config = config_lib.base_config(model)

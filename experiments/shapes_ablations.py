@@ -99,6 +99,7 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
   p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
   args = p.parse_args(argv)
+  demo.show_training_progress()
   start = time.time()
   out = run(args)
   out["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TITLES = {"groupvit": "GroupViT", "vit_pixelwise": "ViT pixel-wise"}
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -89,7 +90,6 @@ def chance_miou(eval_root: str) -> float:
 
 def pictures(models: dict, eval_root: str, thresholds: dict, out: str, count: int = 8) -> list:
   """Per test image: overlay of every model and GroupViT's groups; plus one grid for the README."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate import visualize  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
@@ -97,23 +97,34 @@ def pictures(models: dict, eval_root: str, thresholds: dict, out: str, count: in
   segs = {n: Segmenter(m, test.prompt_classes, bg_threshold=thresholds[n], img_scale=(2048, 64),
                        crop=64, stride=64, mode="whole") for n, m in models.items()}
   rows, written = [], []
+  palette = visualize.label_palette()
   for i in range(min(count, len(test))):
     ex = test[i]
-    tiles = [visualize.blend(ex.image, ex.label, visualize.label_palette(), skip_zero=True)]
+    row = [ex.image, visualize.blend(ex.image, ex.label, palette, alpha=0.7, skip_zero=True)]
     for name, seg in segs.items():
       labels = seg.segment(ex.image)
       visualize.overlay(ex.image, labels, test.classes).save(
           os.path.join(out, f"{ex.key}_{name}_overlay.png"))
-      tiles.append(visualize.blend(ex.image, labels, visualize.label_palette(), skip_zero=True))
+      row.append(visualize.blend(ex.image, labels, palette, alpha=0.7, skip_zero=True))
     small, maps = segs["groupvit"].group_maps(ex.image)
     visualize.group_panels(small, maps).save(os.path.join(out, f"{ex.key}_groups.png"))
-    groups = [visualize.blend(small, m, visualize.group_palette(int(m.max()) + 1)) for m in maps]
-    rows.append(np.concatenate([ex.image] + tiles + groups, axis=1))
+    row += [visualize.blend(small, m, visualize.group_palette(int(m.max()) + 1), alpha=0.6)
+            for m in maps]
+    rows.append(row)
     written.append(ex.key)
-  grid = np.concatenate(rows, axis=0)
-  Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(
-      os.path.join(out, "summary.png"))
+  titles = (["image", "ground truth"] + [TITLES.get(n, n) for n in segs]
+            + [f"groups, stage {s + 1}" for s in range(len(rows[0]) - 2 - len(segs))])
+  visualize.titled_grid(rows, titles, legend=test.classes).save(os.path.join(out, "summary.png"))
   return written
+
+
+def show_training_progress() -> None:
+  """The trainer's log lines (step, loss, img/s) on stderr, as under ``groupvit_jax.main``."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.main import QuietLibraries  # pylint: disable=g-import-not-at-top
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(QuietLibraries())
 
 
 def main(argv=None) -> int:
@@ -132,6 +143,7 @@ def main(argv=None) -> int:
                  help="extra configs/shapes.py arguments for both runs, e.g. 'batch=32,lr=1e-3'")
   args = p.parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
+  show_training_progress()
   t0 = time.time()
 
   banner("1/4 synthetic shapes world")

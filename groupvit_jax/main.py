@@ -35,7 +35,7 @@ def _parse_flags(argv):
   sys.exit(2)
 
 
-class _QuietLibraries:
+class QuietLibraries:
   """Drops INFO lines from orbax and grain (one per save step); warnings and errors pass."""
 
   def filter(self, record) -> bool:
@@ -45,7 +45,7 @@ class _QuietLibraries:
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(QuietLibraries())
   from groupvit_jax.train import distributed, loop  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   try:

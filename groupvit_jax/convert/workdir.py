@@ -8,7 +8,9 @@ statistics are read (a partial restore: the optimizer moments stay on disk), as 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 
 import numpy as np
@@ -77,6 +79,25 @@ def _flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
   return out
 
 
+class _DropStepMetadataWarning(logging.Filter):
+  """The trainer's CheckpointManager keeps ``_CHECKPOINT_METADATA`` one level up, at the step;
+  reading the ``state`` item on its own makes orbax warn that it is missing. Nothing is."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "Metadata file does not exist" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_step_metadata_warning():
+  handler_filter = _DropStepMetadataWarning()
+  logger = logging.getLogger("absl")
+  logger.addFilter(handler_filter)
+  try:
+    yield
+  finally:
+    logger.removeFilter(handler_filter)
+
+
 def read(path: str, config: GroupViTConfig | None = None
          ) -> tuple[GroupViTConfig, dict[str, np.ndarray]]:
   """``(model config, {'img_encoder/.../kernel': array})`` of a workdir's latest checkpoint or of
@@ -85,7 +106,7 @@ def read(path: str, config: GroupViTConfig | None = None
   workdir, step_dir = resolve(path)
   config = config or read_config(workdir)
   state_dir = os.path.join(step_dir, "state")
-  with ocp.PyTreeCheckpointer() as ckptr:
+  with _no_step_metadata_warning(), ocp.PyTreeCheckpointer() as ckptr:
     meta = ckptr.metadata(state_dir)
     tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
     item = {k: tree[k] for k in MODEL_ITEMS}

@@ -113,3 +113,39 @@ def group_panels(image: np.ndarray, stage_maps: Sequence[np.ndarray], alpha: flo
     canvas.paste(Image.fromarray(pic), (k * (w + 8), top))
     draw.text((k * (w + 8) + 4, 4), title, fill=(0, 0, 0), font=font)
   return canvas
+
+
+def titled_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], *, scale: int = 3,
+                legend: Sequence[str] = (), gap: int = 4) -> Image.Image:
+  """Tiles in a grid under column ``titles``, upscaled ``scale``x (nearest) for small images,
+  with an optional legend of ``label_palette`` colours for the label names in ``legend``.
+
+  Args:
+    rows: rows of uint8 [h, w, 3] tiles, all the same size; titles: one per column.
+  """
+  h, w = rows[0][0].shape[:2]
+  th, tw = h * scale, w * scale
+  size = max(12, min(18, tw // 9))
+  font = _font(size)
+  top = size + 10
+  legend_h = size + 12 if legend else 0
+  cols = len(titles)
+  canvas = Image.new("RGB", (cols * (tw + gap) - gap, top + len(rows) * (th + gap) + legend_h),
+                     (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  for c, title in enumerate(titles):
+    draw.text((c * (tw + gap) + 2, 3), title, fill=(0, 0, 0), font=font)
+  for r, row in enumerate(rows):
+    for c, tile in enumerate(row):
+      big = Image.fromarray(tile).resize((tw, th), Image.NEAREST)
+      canvas.paste(big, (c * (tw + gap), top + r * (th + gap)))
+  x, y = 2, top + len(rows) * (th + gap) + 4
+  colors = label_palette()
+  for i, name in enumerate(legend):
+    if i == 0 and name == "background":
+      continue
+    draw.rectangle([x, y, x + size, y + size], fill=tuple(int(v) for v in colors[i]),
+                   outline=(0, 0, 0))
+    draw.text((x + size + 4, y), name, fill=(0, 0, 0), font=font)
+    x += size + 12 + int(size * 0.6 * len(name))
+  return canvas

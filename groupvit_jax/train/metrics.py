@@ -63,6 +63,7 @@ class JsonlWriter:
     row = {"step": int(step)}
     row.update({k: float(np.asarray(v)) for k, v in scalars.items()})
     self._file.write(json.dumps(row) + "\n")
+    self._file.flush()  # readable while training runs (`tail -f`, notebooks)
 
   def write_summaries(self, step, values, metadata=None):
     del step, values, metadata
