@@ -31,6 +31,22 @@ def _key(path) -> str:
   return "/".join(str(p) for p in path)
 
 
+def flatten_tree(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
+  """Nested dicts of arrays -> ``{'a/b/kernel': array}``; an ``nnx.Variable`` saved as
+  ``{'value': array}`` (training checkpoints) flattens to its parent's key."""
+  out = {}
+  for key, value in tree.items():
+    if key == "value" and not isinstance(value, Mapping):
+      out[prefix] = np.asarray(value)
+      continue
+    name = f"{prefix}/{key}" if prefix else str(key)
+    if isinstance(value, Mapping):
+      out.update(flatten_tree(value, name))
+    else:
+      out[name] = np.asarray(value)
+  return out
+
+
 def flat_variables(model: nnx.Module) -> dict[str, nnx.Variable]:
   return {_key(p): v for p, v in nnx.to_flat_state(nnx.state(model))}
 

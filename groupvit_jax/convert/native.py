@@ -33,17 +33,6 @@ def _nest(flat: dict[str, np.ndarray]) -> dict:
   return out
 
 
-def _flatten(tree, prefix="") -> dict[str, np.ndarray]:
-  out = {}
-  for k, v in tree.items():
-    key = f"{prefix}/{k}" if prefix else str(k)
-    if isinstance(v, dict):
-      out.update(_flatten(v, key))
-    else:
-      out[key] = np.asarray(v)
-  return out
-
-
 def save(model: nnx.Module, directory: str, *, extra_metadata: dict | None = None) -> str:
   """Writes ``model`` (config + all variables) to ``directory``; returns its absolute path."""
   directory = os.path.abspath(directory)
@@ -77,4 +66,4 @@ def read_weights(directory: str) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"{weights}: missing (expected next to {CONFIG_FILE})")
   with ocp.StandardCheckpointer() as ckptr:
     tree = ckptr.restore(weights)
-  return _flatten(tree)
+  return flat_state.flatten_tree(tree)

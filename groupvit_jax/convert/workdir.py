@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from groupvit_jax.convert.flat_state import flatten_tree
 from groupvit_jax.model_config import GroupViTConfig
 
 CONFIG_FILE = "config.json"
@@ -65,20 +66,6 @@ def read_config(workdir: str) -> GroupViTConfig:
   return GroupViTConfig.from_dict(run_config["model"])
 
 
-def _flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
-  out = {}
-  for key, value in tree.items():
-    if key == "value" and not isinstance(value, dict):  # nnx.Variable's leaf
-      out[prefix] = np.asarray(value)
-      continue
-    name = f"{prefix}/{key}" if prefix else str(key)
-    if isinstance(value, dict):
-      out.update(_flatten(value, name))
-    else:
-      out[name] = np.asarray(value)
-  return out
-
-
 class _DropStepMetadataWarning(logging.Filter):
   """The trainer's CheckpointManager keeps ``_CHECKPOINT_METADATA`` one level up, at the step;
   reading the ``state`` item on its own makes orbax warn that it is missing. Nothing is."""
@@ -115,7 +102,7 @@ def read(path: str, config: GroupViTConfig | None = None
         item=item, restore_args=restore_args, partial_restore=True))
   flat = {}
   for k in MODEL_ITEMS:
-    flat.update(_flatten(restored[k]))
+    flat.update(flatten_tree(restored[k]))
   return config, flat
 
 
