@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -29,6 +28,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+sys.path.insert(0, os.path.join(REPO, "experiments", "benchmarks"))
+
+from bench_common import machine  # noqa: E402  pylint: disable=g-import-not-at-top
 from groupvit_jax import demo  # noqa: E402  pylint: disable=g-import-not-at-top
 
 VARIANTS = (  # name, paper table, configs/shapes.py argument
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
   demo.show_training_progress()
   start = time.time()
   out = run(args)
-  out["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+  info = machine()
+  out["machine"] = f"{info['cpu']}, {info['cpu_count']} cores, {info['date']}"
   out["seconds"] = time.time() - start
   os.makedirs(args.out, exist_ok=True)
   md = table(out, args)
