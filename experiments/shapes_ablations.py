@@ -26,9 +26,7 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-sys.path.insert(0, os.path.join(REPO, "experiments", "benchmarks"))
+sys.path[:0] = [REPO, os.path.join(REPO, "experiments", "benchmarks")]
 
 from bench_common import machine  # noqa: E402  pylint: disable=g-import-not-at-top
 from groupvit_jax import demo  # noqa: E402  pylint: disable=g-import-not-at-top

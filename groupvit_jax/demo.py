@@ -38,13 +38,14 @@ def make_world(data: str, seed: int, num_train: int, num_val: int, num_test: int
   cfg = WorldConfig()
   stamp = os.path.join(data, "world.json")
   want = {"seed": seed, "num_train": num_train, "num_val": num_val, "num_test": num_test}
+  have = {}
   if os.path.exists(stamp):
     with open(stamp) as f:
       have = json.load(f)
-    if all(have.get(k) == v for k, v in want.items()):
-      print(f"world already written under {data}", flush=True)
-      return cfg, os.path.join(data, "train", "shapes-*.tar"), os.path.join(data, "eval")
-  write_world(data, cfg, seed, num_train, num_val, num_test)
+  if all(have.get(k) == v for k, v in want.items()):
+    print(f"world already written under {data}", flush=True)
+  else:
+    write_world(data, cfg, seed, num_train, num_val, num_test)
   return cfg, os.path.join(data, "train", "shapes-*.tar"), os.path.join(data, "eval")
 
 
@@ -92,10 +93,11 @@ def pictures(models: dict, eval_root: str, thresholds: dict, out: str, count: in
   """Per test image: overlay of every model and GroupViT's groups; plus one grid for the README."""
   from groupvit_jax.evaluate import visualize  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.protocols import SHAPES  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
   test = open_dataset("folder", eval_root, "test")
-  segs = {n: Segmenter(m, test.prompt_classes, bg_threshold=thresholds[n], img_scale=(2048, 64),
-                       crop=64, stride=64, mode="whole") for n, m in models.items()}
+  segs = {n: Segmenter.from_protocol(m, SHAPES, test.prompt_classes, thresholds[n])
+          for n, m in models.items()}
   rows, written = [], []
   palette = visualize.label_palette()
   for i in range(min(count, len(test))):

@@ -19,9 +19,21 @@ from train_testlib import fast_compile, tiny_config, write_shards  # noqa: F401 
 MESH = (("data", 2), ("fsdp", 4))
 
 
-def read_metrics(workdir):
+def eval_rows(workdir, key):
+  """{step: metrics row} of the metrics.jsonl rows that hold ``key``."""
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  return {r["step"]: r for r in rows if "loss" in r}
+  return {r["step"]: r for r in rows if key in r}
+
+
+def read_metrics(workdir):
+  return eval_rows(workdir, "loss")
+
+
+def tensorboard_tags(workdir):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+  acc.Reload()
+  return acc.Tags()["tensors"]
 
 
 def steps_on_disk(workdir):
@@ -59,33 +71,26 @@ def test_uninterrupted_run(uninterrupted):
 
 def test_retrieval_eval_writes_scalars_and_images(uninterrupted):
   workdir, result = uninterrupted
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  evals = {r["step"]: r for r in rows if "retrieval/image_to_text_r@1" in r}
+  evals = eval_rows(workdir, "retrieval/image_to_text_r@1")
   assert sorted(evals) == [3, 6]
   for r in evals.values():
     assert r["retrieval/n"] == 11  # 12 held-out samples, one corrupt image skipped
     for k in ("image_to_text_r@1", "image_to_text_r@5", "text_to_image_r@1", "text_to_image_r@5"):
       assert 0.0 <= r[f"retrieval/{k}"] <= 1.0
     assert r["retrieval/image_to_text_r@5"] >= r["retrieval/image_to_text_r@1"]
-  from tensorboard.backend.event_processing import event_accumulator
-  acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
-  acc.Reload()
-  assert "retrieval/similarity" in acc.Tags()["tensors"]
-  assert "loss" in acc.Tags()["tensors"] and "images_per_sec" in acc.Tags()["tensors"]
+  tags = tensorboard_tags(workdir)
+  assert "retrieval/similarity" in tags
+  assert "loss" in tags and "images_per_sec" in tags
 
 
 def test_segmentation_eval_writes_miou_and_pictures(uninterrupted):
   workdir, _ = uninterrupted
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  evals = {r["step"]: r for r in rows if "segmentation/mIoU" in r}
+  evals = eval_rows(workdir, "segmentation/mIoU")
   assert sorted(evals) == [3, 6]
   for r in evals.values():
     assert 0.0 <= r["segmentation/mIoU"] <= 1.0 and 0.0 <= r["segmentation/aAcc"] <= 1.0
     assert "segmentation/iou/background" in r  # every class present in the data has an IoU
-  from tensorboard.backend.event_processing import event_accumulator
-  acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
-  acc.Reload()
-  tags = acc.Tags()["tensors"]
+  tags = tensorboard_tags(workdir)
   assert "segmentation/overlays" in tags and "segmentation/groups" in tags
 
 

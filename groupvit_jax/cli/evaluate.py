@@ -18,7 +18,6 @@ SEG_DATASETS = ("voc", "voc20", "context", "context59", "coco_object", "coco_stu
                 "ade20k", "folder")
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser(
       "evaluate", help="zero-shot benchmarks (segmentation mIoU, ImageNet accuracy)",
