@@ -21,31 +21,40 @@ HEADS = 4
 
 
 def shapes_model(stages: int, hard: bool, multi_label: int, vit: bool, width: int = 96,
-                 text_width: int = 64, text_layers: int = 2,
-                 image_size: int = 64) -> GroupViTConfig:
+                 text_width: int = 64, text_layers: int = 2, image_size: int = 64,
+                 proj_layers: int = 1, pos_embed: str = "normal", depths: str = "1/2/1",
+                 groups: str = "16/4") -> GroupViTConfig:
+  """``depths`` / ``groups``: the 2-stage model's blocks per stage and group tokens per grouping
+  stage ('/'-separated); the 1-stage model and the ViT keep the same total depth."""
   common = dict(img_size=image_size, patch_size=8, embed_dim=width, drop_path_rate=0.0,
-                hard_assignment=hard)
+                hard_assignment=hard, pos_embed_init=pos_embed)
+  d = tuple(int(v) for v in depths.split("/"))
+  g = tuple(int(v) for v in groups.split("/"))
+  if len(d) != 3 or len(g) != 2:
+    raise ValueError(f"depths needs 3 entries and groups 2, got {depths!r} and {groups!r}")
   if vit:
-    vision = VisionConfig(depths=(6,), num_heads=(HEADS,), num_group_tokens=(0,),
+    vision = VisionConfig(depths=(sum(d),), num_heads=(HEADS,), num_group_tokens=(0,),
                           num_output_groups=(), **common)
-  elif stages == 1:
-    vision = VisionConfig(depths=(3, 3), num_heads=(HEADS,) * 2, num_group_tokens=(16, 0),
-                          num_output_groups=(8,), **common)
+  elif stages == 1:  # the first stage's tokens, merged straight to the final number of groups
+    vision = VisionConfig(depths=(d[0], d[1] + d[2]), num_heads=(HEADS,) * 2,
+                          num_group_tokens=(g[0], 0), num_output_groups=(g[1],), **common)
   elif stages == 2:
-    vision = VisionConfig(depths=(3, 2, 1), num_heads=(HEADS,) * 3, num_group_tokens=(16, 8, 0),
-                          num_output_groups=(16, 8), **common)
+    vision = VisionConfig(depths=d, num_heads=(HEADS,) * 3, num_group_tokens=g + (0,),
+                          num_output_groups=g, **common)
   else:
     raise ValueError(f"stages must be 1 or 2, got {stages}")
   text = TextConfig(context_length=24, width=text_width, layers=text_layers, heads=HEADS)
   return GroupViTConfig(vision=vision, text=text, proj_dim=128, proj_hidden_dim=512,
-                        multi_label=multi_label)
+                        proj_num_layers=proj_layers, multi_label=multi_label)
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, stages=2, hard=True, multi_label=3, vit=False, steps=900,
-                             batch=64, width=96, text_width=64, text_layers=2, lr=5e-4, seed=0)
+                             batch=64, width=96, text_width=64, text_layers=2, lr=5e-4, seed=0,
+                             proj_layers=1, pos_embed="normal", depths="1/2/1", groups="16/4")
   model = shapes_model(arg.stages, arg.hard, arg.multi_label, arg.vit, arg.width, arg.text_width,
-                       arg.text_layers)
+                       arg.text_layers, proj_layers=arg.proj_layers, pos_embed=arg.pos_embed,
+                       depths=arg.depths, groups=arg.groups)
   config = config_lib.base_config(model)
   config.seed = arg.seed
   config.steps_per_epoch = arg.steps
@@ -55,7 +64,7 @@ def get_config(arg=None):
   config.input.train_shards = ""  # set by the demo: DATA/train/shapes-*.tar
   config.input.batch_size = arg.batch
   config.input.shuffle_buffer = 2000
-  config.input.num_workers = 0
+  config.input.num_workers = 0  # measured: a decode worker does not speed up 2 cores
   config.input.augment.crop_scale = (0.7, 1.0)
   config.input.augment.hflip = 0.0
   config.input.augment.randaugment = ""

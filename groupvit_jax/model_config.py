@@ -33,8 +33,15 @@ class VisionConfig:
   assign_mlp_ratio: tuple[float, float] = (0.5, 4.0)
   layer_norm_eps: float = 1e-5
   act: str = "gelu"  # every vision MLP (exact erf GELU in the reference)
+  # Initial value of the (learned) position embedding: "normal" = N(0, 0.02) as the reference;
+  # "sincos2d" = the fixed 2-D sine-cosine table of MAE / big_vision, a locality prior that
+  # helps small models trained briefly from scratch. Only the starting point differs.
+  pos_embed_init: str = "normal"
 
   def __post_init__(self):
+    if self.pos_embed_init not in ("normal", "sincos2d"):
+      raise ValueError(f"vision config: pos_embed_init must be 'normal' or 'sincos2d', got "
+                       f"{self.pos_embed_init!r}")
     for name in ("depths", "num_heads", "num_group_tokens", "num_output_groups", "assign_mlp_ratio"):
       object.__setattr__(self, name, tuple(getattr(self, name)))
     n = len(self.depths)

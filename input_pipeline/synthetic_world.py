@@ -34,6 +34,12 @@ class WorldConfig:
   max_size: float = 0.45
   min_visible: float = 0.4  # an object named in a caption keeps >= this fraction of its pixels
   max_rotation: float = 0.0  # objects turn by U(-r, r) radians (0: upright shapes)
+  name_all: float = 0.0  # probability that a caption names every visible object
+  describe_background: float = 0.0  # probability that a caption describes the background
+  color_mention: float = 1.0  # probability that an object phrase says the object's colour
+  # Colours each shape kind is drawn in (None: any of ``colors``). A world where kinds have their
+  # own colours, as many real categories do, lets a small model learn the kind names from colour.
+  kind_colors: tuple[tuple[str, tuple[str, ...]], ...] | None = None
   shapes: tuple[str, ...] = SHAPES
   colors: tuple[str, ...] = tuple(COLORS)
 
@@ -129,6 +135,10 @@ _OPENERS = ("", "", "", "a picture of ", "an image showing ", "a drawing with ",
             "a simple sketch of ", "look at ", "a photo of ", "this shows ", "a cute painting of ")
 _CLOSERS = ("", "", "", "", " on a {bg} background", " in the picture", ", drawn quickly",
             ", nothing else", " and some texture", " today", " on the {bg} wall")
+_BACKGROUND_PHRASES = (" on a {bg} background", " against a {bg} backdrop", ", {bg} background",
+                       " on {bg} ground", " over a {bg} background")
+BACKGROUND_WORDS = {"noise": "noisy", "stripes": "striped", "checkerboard": "checkered",
+                    "gradient": "shaded", "plain": "plain"}
 _RELATIONS = (("above", lambda a, b: a.cy < b.cy - 6), ("below", lambda a, b: a.cy > b.cy + 6),
               ("left of", lambda a, b: a.cx < b.cx - 6), ("right of", lambda a, b: a.cx > b.cx + 6),
               ("next to", lambda a, b: True), ("and", lambda a, b: True))
@@ -143,35 +153,53 @@ def _np(obj: SceneObject, rng: np.random.Generator, with_color: bool = True) -> 
   return f"{_article(words)} {words}"
 
 
-def make_caption(rng: np.random.Generator, objects: list[SceneObject], background: str) -> str:
+def make_caption(rng: np.random.Generator, objects: list[SceneObject], background: str,
+                 name_all: float = 0.0, describe_background: float = 0.0,
+                 color_mention: float = 1.0) -> str:
   """Names some or all visible objects; every named (colour, shape) is in the image."""
+
+  def say(o: SceneObject) -> str:  # an object phrase; the colour is said with p=color_mention
+    return _np(o, rng, with_color=color_mention >= 1 or rng.random() < color_mention)
+
   visible = [o for o in objects if o.visible_fraction > 0]
-  named = [visible[i] for i in sorted(rng.choice(len(visible), rng.integers(1, len(visible) + 1),
-                                                 replace=False))]
-  groups: dict[tuple[str, str], int] = {}
-  for o in named:
-    groups[(o.color, o.shape)] = groups.get((o.color, o.shape), 0) + 1
+  if name_all > 0 and rng.random() < name_all:
+    named = list(visible)
+  else:
+    named = [visible[i] for i in sorted(rng.choice(len(visible), rng.integers(1, len(visible) + 1),
+                                                   replace=False))]
   style = rng.integers(0, 4)
+  count_colors = style != 1 or color_mention >= 1 or rng.random() < color_mention
+  groups: dict[tuple[str | None, str], int] = {}
+  for o in named:
+    key = (o.color if count_colors else None, o.shape)
+    groups[key] = groups.get(key, 0) + 1
   if style == 0 and len(named) >= 2:  # a relation between two named objects
     a, b = named[0], named[1]
     rel = [r for r, ok in _RELATIONS if ok(a, b)]
-    phrase = f"{_np(a, rng)} {rel[rng.integers(len(rel))]} {_np(b, rng)}"
+    phrase = f"{say(a)} {rel[rng.integers(len(rel))]} {say(b)}"
     rest = named[2:]
     if rest:
-      phrase += " with " + " and ".join(_np(o, rng) for o in rest)
+      phrase += " with " + " and ".join(say(o) for o in rest)
   elif style == 1 and any(n > 1 for n in groups.values()):  # counts
     parts = []
     for (color, shape), n in groups.items():
-      parts.append(f"{NUMBER_WORDS[n]} {color} {PLURAL[shape]}" if n > 1 else
-                   f"{_article(color)} {color} {shape}")
+      words = f"{color} {shape}" if color else shape
+      plural = f"{color} {PLURAL[shape]}" if color else PLURAL[shape]
+      parts.append(f"{NUMBER_WORDS[n]} {plural}" if n > 1 else f"{_article(words)} {words}")
     phrase = " and ".join(parts)
   elif style == 2:  # shapes only, colours omitted for some
-    phrase = " and ".join(_np(o, rng, with_color=bool(rng.integers(0, 2))) for o in named)
+    phrase = " and ".join(
+        _np(o, rng, with_color=bool(rng.integers(0, 2)) and (
+            color_mention >= 1 or rng.random() < color_mention)) for o in named)
   else:
-    phrase = ", ".join(_np(o, rng) for o in named[:-1])
-    phrase = (phrase + " and " if phrase else "") + _np(named[-1], rng)
+    phrase = ", ".join(say(o) for o in named[:-1])
+    phrase = (phrase + " and " if phrase else "") + say(named[-1])
   opener = _OPENERS[rng.integers(len(_OPENERS))]
-  closer = _CLOSERS[rng.integers(len(_CLOSERS))].format(bg=background)
+  if describe_background > 0 and rng.random() < describe_background:
+    closer = _BACKGROUND_PHRASES[rng.integers(len(_BACKGROUND_PHRASES))].format(
+        bg=BACKGROUND_WORDS[background])
+  else:
+    closer = _CLOSERS[rng.integers(len(_CLOSERS))].format(bg=background)
   text = opener + phrase + closer
   return text[0].upper() + text[1:] if rng.integers(0, 2) else text
 
@@ -189,8 +217,9 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
   objects, areas = [], []
   for k in range(int(rng.integers(cfg.min_objects, cfg.max_objects + 1))):
     size = rng.uniform(cfg.min_size, cfg.max_size) * n
-    obj = SceneObject(shape=cfg.shapes[rng.integers(len(cfg.shapes))],
-                      color=cfg.colors[rng.integers(len(cfg.colors))],
+    shape = cfg.shapes[rng.integers(len(cfg.shapes))]
+    palette = dict(cfg.kind_colors)[shape] if cfg.kind_colors else cfg.colors
+    obj = SceneObject(shape=shape, color=palette[rng.integers(len(palette))],
                       cx=rng.uniform(size / 2, n - size / 2), cy=rng.uniform(size / 2, n - size / 2),
                       size=size, angle=rng.uniform(-cfg.max_rotation, cfg.max_rotation))
     tint = np.clip(np.array(COLORS[obj.color]) + rng.normal(0, 10, 3), 0, 255).astype(int)
@@ -210,7 +239,26 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
   image = np.asarray(canvas, np.float32) + rng.normal(0, 4, (n, n, 3))
   image = np.clip(image, 0, 255).astype(np.uint8)
   return Scene(image=image, mask=np.asarray(mask_img).copy(), objects=objects,
-               background=background, caption=make_caption(rng, objects, background))
+               background=background, caption=make_caption(rng, objects, background, cfg.name_all,
+                                            cfg.describe_background, cfg.color_mention))
+
+
+# Each shape kind in its own colours (red or orange circles, blue or purple squares, green
+# triangles, yellow stars).
+KIND_COLORS = (("circle", ("red", "orange")), ("square", ("blue", "purple")),
+               ("triangle", ("green",)), ("star", ("yellow",)))
+
+# The world of ``make demo`` (groupvit_jax/demo.py), tuned so that segments can emerge and be
+# named within ~1k steps of a small model on a CPU (experiments/results/shapes_demo_notes.md):
+# larger objects, captions that name every object more often and mostly describe the
+# background, and shape kinds with their own colours. ``any_colour_world`` is the same world with
+# every shape in any colour: there the kind names can only be learnt from geometry.
+DEMO_WORLD = WorldConfig(min_size=0.3, max_size=0.5, min_visible=0.6, name_all=0.7,
+                         describe_background=0.6, kind_colors=KIND_COLORS)
+
+
+def any_colour_world(cfg: WorldConfig = DEMO_WORLD) -> WorldConfig:
+  return dataclasses.replace(cfg, kind_colors=None)
 
 
 SPLITS = {"train": 0, "val": 1, "test": 2}  # independent random streams per split

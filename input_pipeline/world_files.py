@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from input_pipeline import prompts as prompts_lib
 from input_pipeline.shard_writer import ShardWriter
 from input_pipeline.synthetic_world import COLORS, WorldConfig, generate
 
@@ -34,24 +36,48 @@ def _png(array: np.ndarray, palette: list[int] | None = None) -> bytes:
   return buf.getvalue()
 
 
+def _write_shard(job: tuple[str, WorldConfig, int, int, int]) -> str:
+  """One shard: scenes ``start .. stop - 1`` of the train split, captions pre-tagged."""
+  path, cfg, seed, start, stop = job
+  with ShardWriter(path) as w:
+    for i in range(start, stop):
+      s = generate(cfg, seed, i, "train")
+      meta = {"objects": [{"shape": o.shape, "color": o.color,
+                           "visible": round(o.visible_fraction, 3)} for o in s.objects],
+              "background": s.background,
+              # What input_pipeline.extract_prompts would store: the tagger runs once here, not
+              # at every epoch in the training loop (it costs ~6 ms a caption).
+              prompts_lib.WORDS_FIELD: prompts_lib.prompt_words(s.caption)}
+      w.write(f"{i:09d}", {"png": _png(s.image), "txt": s.caption, "json": meta})
+  return path
+
+
 def write_train_shards(out_dir: str, cfg: WorldConfig, seed: int, num: int,
-                       shard_size: int = 1000, progress: bool = True) -> list[str]:
+                       shard_size: int = 1000, progress: bool = True,
+                       workers: int | None = None) -> list[str]:
   """``num`` training scenes as ``out_dir/shapes-NNNNN.tar``: ``KEY.png``, ``KEY.txt`` (caption),
-  ``KEY.json`` (the objects, for inspection only; training reads the caption)."""
+  ``KEY.json`` (the objects, for inspection, and the caption's prompt words, which the training
+  pipeline reads instead of tagging again). Shards are written by ``workers`` processes (default:
+  one per CPU); the bytes do not depend on how many."""
   os.makedirs(out_dir, exist_ok=True)
-  paths = []
+  jobs = [(os.path.join(out_dir, f"shapes-{shard:05d}.tar"), cfg, seed, start,
+           min(start + shard_size, num)) for shard, start in enumerate(range(0, num, shard_size))]
+  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
   bar = tqdm(total=num, desc="train shards", unit="img", disable=not progress)
-  for shard, start in enumerate(range(0, num, shard_size)):
-    path = os.path.join(out_dir, f"shapes-{shard:05d}.tar")
-    with ShardWriter(path) as w:
-      for i in range(start, min(start + shard_size, num)):
-        s = generate(cfg, seed, i, "train")
-        meta = {"objects": [{"shape": o.shape, "color": o.color,
-                             "visible": round(o.visible_fraction, 3)} for o in s.objects],
-                "background": s.background}
-        w.write(f"{i:09d}", {"png": _png(s.image), "txt": s.caption, "json": meta})
-        bar.update(1)
-    paths.append(path)
+  paths = []
+  if workers == 1:
+    results = map(_write_shard, jobs)
+  else:
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    results = pool.imap(_write_shard, jobs)
+  try:
+    for job, path in zip(jobs, results):
+      paths.append(path)
+      bar.update(job[4] - job[3])
+  finally:
+    if workers > 1:
+      pool.close()
+      pool.join()
   bar.close()
   return paths
 

@@ -212,3 +212,24 @@ def test_logit_scale_is_clamped_at_100():
   assert float(model.scale()) == 100.0
   g = jax.grad(lambda s: jnp.minimum(jnp.exp(s), 100.0))(jnp.float32(10.0))
   assert float(g) == 0.0
+
+
+def test_sincos2d_position_embedding_init():
+  from groupvit_jax.models.vision import sincos_2d
+  cfg = tiny(pos_embed_init="sincos2d")
+  model = gv.GroupViT(cfg, rngs=nnx.Rngs(0))
+  grid, dim = cfg.vision.grid_size, cfg.vision.embed_dim
+  pe = np.asarray(model.img_encoder.pos_embed.get_value())[0]  # [grid*grid, dim]
+  np.testing.assert_array_equal(pe, sincos_2d(grid, dim)[0])
+  q = dim // 4
+  for n in (0, 1, grid + 2, grid * grid - 1):  # element-wise statement (big_vision posemb_sincos_2d)
+    y, x = divmod(n, grid)
+    for d in range(q):
+      w = 1.0 / 10000 ** (d / q)
+      np.testing.assert_allclose(pe[n, [d, q + d, 2 * q + d, 3 * q + d]],
+                                 [np.sin(y * w), np.cos(y * w), np.sin(x * w), np.cos(x * w)],
+                                 atol=1e-6)
+  normal = np.asarray(gv.GroupViT(tiny(), rngs=nnx.Rngs(0)).img_encoder.pos_embed.get_value())
+  assert abs(normal.std() - 0.02) < 0.005  # the reference's N(0, 0.02) stays the default
+  with pytest.raises(ValueError, match="pos_embed_init"):
+    tiny(pos_embed_init="learned")

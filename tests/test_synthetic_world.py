@@ -1,6 +1,7 @@
 """The synthetic shapes world: deterministic, captions true to the masks, files readable by the
 real training and evaluation readers."""
 
+import json
 import re
 import tarfile
 
@@ -9,7 +10,8 @@ import pytest
 
 from groupvit_jax.evaluate.datasets import open_dataset
 from input_pipeline import synthetic_world as sw
-from input_pipeline.world_files import write_world
+from input_pipeline.prompts import WORDS_FIELD, prompt_words
+from input_pipeline.world_files import write_train_shards, write_world
 
 CFG = sw.WorldConfig()
 PLURALS = {v: k for k, v in sw.PLURAL.items()}
@@ -37,23 +39,25 @@ def named_objects(caption: str) -> list[tuple[str | None, str]]:
   return found
 
 
+@pytest.mark.parametrize("cfg", [CFG, sw.DEMO_WORLD, sw.any_colour_world()],
+                         ids=["default", "demo", "any_colour"])
 @pytest.mark.parametrize("split", ["train", "test"])
-def test_captions_agree_with_masks(split):
+def test_captions_agree_with_masks(split, cfg):
   for i in range(200):
-    s = sw.generate(CFG, 0, i, split)
+    s = sw.generate(cfg, 0, i, split)
     named = named_objects(s.caption)
     assert named, s.caption
     present = set(np.unique(s.mask)) - {0}
     for color, shape in named:
-      label = 1 + CFG.shapes.index(shape)
+      label = 1 + cfg.shapes.index(shape)
       # a named shape is drawn, visible, and has a visible object of the named colour
       assert label in present, (i, s.caption)
       visible = [o for o in s.objects if o.visible_fraction > 0 and o.shape == shape]
       assert visible and (color is None or any(o.color == color for o in visible)), s.caption
     for o in s.objects:  # every visible object is in the mask
       if o.visible_fraction > 0:
-        assert (s.mask == 1 + CFG.shapes.index(o.shape)).any(), (i, o)
-    assert s.mask.shape == s.image.shape[:2] and s.mask.max() <= len(CFG.shapes)
+        assert (s.mask == 1 + cfg.shapes.index(o.shape)).any(), (i, o)
+    assert s.mask.shape == s.image.shape[:2] and s.mask.max() <= len(cfg.shapes)
 
 
 def test_colours_under_the_mask_match_the_named_colour():
@@ -75,9 +79,45 @@ def test_written_world_is_read_by_the_real_readers(tmp_path):
   with tarfile.open(out["train_shards"][0]) as tar:
     names = tar.getnames()
   assert {n.split(".", 1)[1] for n in names} == {"png", "txt", "json"}
+  # the caption's prompt words are stored once at write time, as extract_prompts would
+  members = read_members(out["train_shards"][0])
+  for key in ("000000000", "000000004"):
+    caption = members[key + ".txt"].decode()
+    meta = json.loads(members[key + ".json"])
+    assert meta[WORDS_FIELD] == prompt_words(caption) and meta[WORDS_FIELD], caption
   test = open_dataset("folder", out["eval_root"], "test")
   assert len(test) == 4 and tuple(test.classes) == CFG.class_names
   ex = test[0]
   want = sw.generate(CFG, 0, 0, "test")
   np.testing.assert_array_equal(ex.image, want.image)
   np.testing.assert_array_equal(ex.label, want.mask)
+
+
+def test_caption_options_keep_captions_true():
+  kinds = (("circle", ("red", "orange")), ("square", ("blue",)), ("triangle", ("green",)),
+           ("star", ("yellow", "purple")))
+  cfg = sw.WorldConfig(name_all=1.0, describe_background=1.0, color_mention=0.0, kind_colors=kinds)
+  for i in range(100):
+    s = sw.generate(cfg, 0, i, "train")
+    visible = [o for o in s.objects if o.visible_fraction > 0]
+    assert all(o.color in dict(kinds)[o.shape] for o in s.objects), s.objects
+    named = named_objects(s.caption)
+    assert all(color is None for color, _ in named), s.caption  # colour_mention=0
+    said = {shape for _, shape in named}  # name_all=1: every visible object is named
+    assert said == {o.shape for o in visible}, (s.caption, visible)
+    assert sw.BACKGROUND_WORDS[s.background] in s.caption, (s.caption, s.background)
+
+
+
+def read_members(path: str) -> dict[str, bytes]:
+  with tarfile.open(path) as tar:
+    return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+def test_parallel_shard_writing_gives_the_same_samples(tmp_path):
+  one = write_train_shards(str(tmp_path / "one"), CFG, 0, 9, shard_size=4, progress=False, workers=1)
+  two = write_train_shards(str(tmp_path / "two"), CFG, 0, 9, shard_size=4, progress=False, workers=2)
+  assert [p.rsplit("/", 1)[1] for p in one] == [p.rsplit("/", 1)[1] for p in two]
+  assert len(one) == 3
+  for a, b in zip(one, two):
+    assert read_members(a) == read_members(b)

@@ -54,6 +54,18 @@ class PatchEmbed(nnx.Module):
     return self.norm(self.proj(x))
 
 
+def sincos_2d(grid: int, dim: int) -> np.ndarray:
+  """[1, grid*grid, dim] 2-D sine-cosine position table (MAE / big_vision ``posemb_sincos_2d``):
+  the first half of the channels encodes the row, the second the column; dim % 4 == 0."""
+  if dim % 4:
+    raise ValueError(f"sincos2d position embedding needs embed_dim % 4 == 0, got {dim}")
+  omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+  y, x = np.mgrid[:grid, :grid]
+  out = [np.einsum("n,d->nd", c.reshape(-1).astype(np.float64), omega) for c in (y, x)]
+  table = np.concatenate([np.sin(out[0]), np.cos(out[0]), np.sin(out[1]), np.cos(out[1])], axis=1)
+  return table[None].astype(np.float32)
+
+
 def interpolate_pos_embed(pos_embed: jax.Array, grid: tuple[int, int]) -> jax.Array:
   """[1, g*g, C] -> [1, Hp*Wp, C] with PyTorch bicubic (A=-0.75, clamped taps); as-is if equal."""
   n, c = pos_embed.shape[1:]
@@ -76,8 +88,10 @@ class VisionEncoder(nnx.Module):
     self.patch_embed = PatchEmbed(cfg.in_chans, c, cfg.patch_size, eps=eps, dtype=dtype,
                                   param_dtype=param_dtype, rngs=rngs)
     n = cfg.grid_size**2
-    self.pos_embed = shd.param(0.02 * jax.random.normal(rngs.params(), (1, n, c), param_dtype),
-                               None, SEQ, EMBED)
+    init = 0.02 * jax.random.normal(rngs.params(), (1, n, c), param_dtype)
+    if cfg.pos_embed_init == "sincos2d":
+      init = jnp.asarray(sincos_2d(cfg.grid_size, c), param_dtype)
+    self.pos_embed = shd.param(init, None, SEQ, EMBED)
     dpr = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
     layers, start = [], 0
     for s, depth in enumerate(cfg.depths):

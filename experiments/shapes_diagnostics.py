@@ -1,0 +1,141 @@
+"""Why a shapes-world GroupViT segments well or badly: the numbers behind
+experiments/results/shapes_demo_notes.md.
+
+For a trained model (a training workdir or any checkpoint ``load_pretrained`` reads) and the
+world's val split (folder layout, as ``make demo`` writes it) it prints:
+
+- image-level AUC per class: do images that contain the class rank higher by the cosine between
+  the image embedding and "a photo of a {class}."? (is the word learnt at all?)
+- per grouping stage: groups used per image, and the *oracle* mIoU that naming every group with
+  its majority ground-truth label would reach (is the grouping good enough?);
+- object-group naming accuracy: for groups mostly covering one object, how often the group's
+  argmax class is that object's (are groups named, not just images?);
+- mean confidence ``max A`` (spec 5.4) of object groups and of background groups, and the mean
+  cosine between group and image embeddings (are group embeddings local or global?);
+- mIoU under the shapes protocol for a range of background thresholds.
+
+    python experiments/shapes_diagnostics.py --checkpoint runs/shapes/groupvit --eval-root data/shapes/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 0.95)
+
+
+def _forward(model, text):
+  """jitted: images uint8 [B, h, w, 3] -> per-stage group maps, final group maps, group class
+  probabilities P [B, G, N], image-text cosines [B, N], group-image cosines [B, G]."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate import dense  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.seg_inference import _normalize  # pylint: disable=g-import-not-at-top
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def fn(state, images):
+    m = nnx.merge(graphdef, state)
+    enc = m.encode_image(_normalize(images))
+    hw, patch = images.shape[1:3], m.config.vision.patch_size
+    stages = [jnp.argmax(dense.upsample_group_maps(s, hw, patch), -1)
+              for s in dense.compose_stage_maps(enc["soft"], enc["tokens"])]
+    g = dense.l2_normalize(m.project_groups(enc["tokens"]))
+    a = dense.l2_normalize(enc["image_x"])
+    probs = jax.nn.softmax(jnp.einsum("bgd,nd->bgn", g, text) * m.scale(), -1)
+    return stages, probs, a @ text.T, jnp.einsum("bgd,bd->bg", g, a)
+
+  return lambda images: fn(state, images)
+
+
+def diagnose(model, dataset, batch: int = 100) -> dict:
+  """The numbers above for ``model`` on a folder-layout ``dataset`` (with background)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.prompts import class_embeddings  # pylint: disable=g-import-not-at-top
+  names = list(dataset.prompt_classes)
+  n_cls = len(names) + 1
+  text = jnp.asarray(class_embeddings(model, names, "simple"), jnp.float32)
+  fwd = _forward(model, text)
+  examples = list(dataset)
+  labels = np.stack([ex.label for ex in examples])
+  outs = [fwd(jnp.asarray(np.stack([ex.image for ex in examples[i:i + batch]])))
+          for i in range(0, len(examples), batch)]
+  stages = [np.concatenate([np.asarray(o[0][s]) for o in outs]) for s in range(len(outs[0][0]))]
+  probs, image_sim, group_cos = (np.concatenate([np.asarray(o[k]) for o in outs]) for k in (1, 2, 3))
+  present = np.stack([[(lab == c + 1).any() for c in range(len(names))] for lab in labels])
+  auc = {}
+  for c, name in enumerate(names):
+    pos, neg = image_sim[present[:, c], c], image_sim[~present[:, c], c]
+    auc[name] = float((pos[:, None] > neg[None]).mean()) if len(pos) and len(neg) else float("nan")
+  per_stage = []
+  for groups in stages:
+    oracle, used = ConfusionMatrix(n_cls), []
+    for g, lab in zip(groups, labels):
+      pred = np.zeros_like(lab)
+      for k in np.unique(g):
+        pred[g == k] = np.bincount(lab[g == k], minlength=n_cls).argmax()
+      oracle.update(pred, lab)
+      used.append(len(np.unique(g)))
+    per_stage.append({"groups_used": float(np.mean(used)), "oracle_miou": oracle.metrics()["mIoU"]})
+  final = stages[-1]
+  named = total = 0
+  conf_obj, conf_bg = [], []
+  by_thr = {t: ConfusionMatrix(n_cls) for t in THRESHOLDS}
+  for g, lab, p in zip(final, labels, probs):
+    affinity = p**2  # spec 5.4 with N <= 5 classes: the top-5 filter keeps every class
+    used = np.unique(g)
+    for k in used:
+      hist = np.bincount(lab[g == k], minlength=n_cls)
+      major = hist.argmax()
+      if major > 0 and hist[major] > 0.5 * hist.sum():
+        total += 1
+        named += int(p[k].argmax() + 1 == major)
+        conf_obj.append(affinity[k].max())
+      elif major == 0:
+        conf_bg.append(affinity[k].max())
+    for t, conf in by_thr.items():
+      thr = min(t, affinity[used].max())  # the adaptive rule
+      row = np.where(affinity.max(-1) < thr, 0, affinity.argmax(-1) + 1)
+      conf.update(row[g], lab)
+  return {
+      "image_auc": auc, "stages": per_stage,
+      "object_groups_named": f"{named}/{total}",
+      "object_group_naming_accuracy": named / max(total, 1),
+      "confidence_object_groups": float(np.mean(conf_obj)) if conf_obj else float("nan"),
+      "confidence_background_groups": float(np.mean(conf_bg)) if conf_bg else float("nan"),
+      "group_image_cosine": float(group_cos.mean()),
+      "miou_by_threshold": {t: c.metrics()["mIoU"] for t, c in by_thr.items()},
+  }
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--checkpoint", required=True)
+  p.add_argument("--eval-root", required=True, help="folder-layout root (DATA/eval)")
+  p.add_argument("--split", default="val")
+  args = p.parse_args(argv)
+  from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  out = diagnose(load_pretrained(args.checkpoint), open_dataset("folder", args.eval_root, args.split))
+  print("image-level AUC  ", {k: round(v, 3) for k, v in out["image_auc"].items()})
+  for s, row in enumerate(out["stages"]):
+    print(f"stage {s + 1}: {row['groups_used']:.2f} groups used per image, oracle mIoU "
+          f"{row['oracle_miou']:.3f}")
+  print(f"object groups named right {out['object_groups_named']}; confidence object "
+        f"{out['confidence_object_groups']:.3f} / background {out['confidence_background_groups']:.3f}"
+        f"; group-image cosine {out['group_image_cosine']:.3f}")
+  print("mIoU by background threshold", {t: round(v, 3) for t, v in out["miou_by_threshold"].items()})
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
