@@ -10,6 +10,13 @@ Arguments select the variants of the ablation study in miniature
   configs/shapes.py:stages=1                # 1-stage GroupViT
   configs/shapes.py:vit=True                # the plain-ViT baseline (no grouping)
 
+The model: width 96, 64 px images in 8 px patches, 1 + 2 + 1 blocks, 16 group tokens then 4,
+and a linear projection head (``proj_num_layers=1``, an option of the official ``ProjectMLP``).
+Four final groups rather than eight, because the losses see the mean of the final groups: with
+eight, most hold no pixels and the class directions are learnt on their global tokens instead of
+on the objects' groups; the BatchNorm head, whose statistics come from pooled tokens, distorts
+single groups (measurements: experiments/results/shapes_demo_notes.md).
+
 The world's captions name colours, relations and counts, so colour jitter, RandAugment and
 flips are off (they would make captions false); only a mild random crop remains.
 """

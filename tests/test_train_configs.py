@@ -87,3 +87,23 @@ def test_entry_point_refuses_unknown_override(tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "learning_rate" in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("arg,maps", [
+    ("", [(2, 16, 64), (2, 4, 16)]),  # 2 stages: 64 patches -> 16 groups -> 4
+    ("hard=False", [(2, 16, 64), (2, 4, 16)]),
+    ("stages=1", [(2, 4, 64)]),  # 16 group tokens merged straight to 4 groups
+    ("vit=True", []),
+])
+def test_shapes_variants_build_the_models_the_ablations_compare(arg, maps):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.models.groupvit import GroupViT  # pylint: disable=g-import-not-at-top
+  model_cfg = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"), arg))
+  assert sum(model_cfg.vision.depths) == 4  # every variant has the same depth as the ViT
+  assert model_cfg.proj_num_layers == 1 and model_cfg.multi_label == 3
+  assert model_cfg.vision.hard_assignment == (arg != "hard=False")
+  out = GroupViT(model_cfg, rngs=nnx.Rngs(0))(np.zeros((2, 64, 64, 3), np.float32))
+  assert [m.shape for m in out.soft_maps] == maps
+  with pytest.raises(ValueError, match="depths needs 3 entries"):
+    config_lib.load_config(str(REPO / "configs" / "shapes.py"), "depths=3/3")
