@@ -9,6 +9,7 @@ val/test splits in the generic folder segmentation layout (read by ``groupvit-ja
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -20,7 +21,8 @@ from tqdm import tqdm
 
 from input_pipeline import prompts as prompts_lib
 from input_pipeline.shard_writer import ShardWriter
-from input_pipeline.synthetic_world import COLORS, WorldConfig, generate
+from input_pipeline.synthetic_world import (COLORS, DEMO_WORLD, WorldConfig, any_colour_world,
+                                            generate)
 
 # Label colours of the saved masks (palette PNGs; the index is the label id).
 _PALETTE = [0, 0, 0, 230, 25, 75, 60, 180, 75, 0, 130, 200, 255, 225, 25, 145, 30, 180]
@@ -58,7 +60,7 @@ def write_train_shards(out_dir: str, cfg: WorldConfig, seed: int, num: int,
   """``num`` training scenes as ``out_dir/shapes-NNNNN.tar``: ``KEY.png``, ``KEY.txt`` (caption),
   ``KEY.json`` (the objects, for inspection, and the caption's prompt words, which the training
   pipeline reads instead of tagging again). Shards are written by ``workers`` processes (default:
-  one per CPU); the bytes do not depend on how many."""
+  one per CPU); the samples do not depend on how many."""
   os.makedirs(out_dir, exist_ok=True)
   jobs = [(os.path.join(out_dir, f"shapes-{shard:05d}.tar"), cfg, seed, start,
            min(start + shard_size, num)) for shard, start in enumerate(range(0, num, shard_size))]
@@ -126,9 +128,12 @@ def main(argv=None) -> int:
   p.add_argument("--test", type=int, default=500)
   p.add_argument("--image-size", type=int, default=64)
   p.add_argument("--shard-size", type=int, default=1000)
+  p.add_argument("--any-colour", action="store_true",
+                 help="every shape in any colour (default: the demo world, kinds in own colours)")
   args = p.parse_args(argv)
-  out = write_world(args.out, WorldConfig(image_size=args.image_size), args.seed, args.train,
-                    args.val, args.test, args.shard_size)
+  cfg = any_colour_world() if args.any_colour else DEMO_WORLD
+  cfg = dataclasses.replace(cfg, image_size=args.image_size)
+  out = write_world(args.out, cfg, args.seed, args.train, args.val, args.test, args.shard_size)
   print(f"wrote {len(out['train_shards'])} train shards and val/test splits under {args.out}")
   return 0
 
