@@ -45,7 +45,7 @@ def make_world(data: str, seed: int, num_train: int, num_val: int, num_test: int
     cfg = synthetic_world.any_colour_world(cfg)
   stamp = os.path.join(data, "world.json")
   want = {"seed": seed, "num_train": num_train, "num_val": num_val, "num_test": num_test,
-          "config": json.loads(json.dumps(cfg.__dict__, default=list))}
+          "config": cfg.to_dict()}
   have = {}
   if os.path.exists(stamp):
     with open(stamp) as f:
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
       "chance_miou": chance_miou(eval_root),
       "protocol": "shapes (whole 64x64 test images; background threshold chosen on val)",
       "seed": args.seed, "num_test_images": results["groupvit"]["num_images"],
-      "world": json.loads(json.dumps(world.__dict__, default=list)),
+      "world": world.to_dict(),
       "per_class_iou": {n: r["per_class_iou"] for n, r in results.items()},
       "bg_threshold": thresholds,
       "val_miou_by_threshold": {n: r["val_miou_by_threshold"] for n, r in results.items()},

@@ -10,6 +10,7 @@ is a deterministic function of (seed, index).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -42,6 +43,10 @@ class WorldConfig:
   kind_colors: tuple[tuple[str, tuple[str, ...]], ...] | None = None
   shapes: tuple[str, ...] = SHAPES
   colors: tuple[str, ...] = tuple(COLORS)
+
+  def to_dict(self) -> dict:
+    """JSON-ready fields (tuples as lists), as world.json and the demo's metrics store them."""
+    return json.loads(json.dumps(dataclasses.asdict(self)))
 
   @property
   def class_names(self) -> tuple[str, ...]:

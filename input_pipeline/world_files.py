@@ -114,7 +114,7 @@ def write_world(out: str, cfg: WorldConfig, seed: int, num_train: int, num_val: 
   for split, n in (("val", num_val), ("test", num_test)):
     write_split(os.path.join(out, "eval"), cfg, seed, split, n, progress)
   with open(os.path.join(out, "world.json"), "w") as f:
-    json.dump({"seed": seed, "config": cfg.__dict__, "num_train": num_train, "num_val": num_val,
+    json.dump({"seed": seed, "config": cfg.to_dict(), "num_train": num_train, "num_val": num_val,
                "num_test": num_test, "colors": list(COLORS)}, f, indent=1, default=list)
   return {"train_shards": shards, "eval_root": os.path.join(out, "eval")}
 

@@ -87,6 +87,8 @@ def test_written_world_is_read_by_the_real_readers(tmp_path):
     assert meta[WORDS_FIELD] == prompt_words(caption) and meta[WORDS_FIELD], caption
   test = open_dataset("folder", out["eval_root"], "test")
   assert len(test) == 4 and tuple(test.classes) == CFG.class_names
+  with open(tmp_path / "world.json") as f:
+    assert json.load(f)["config"] == CFG.to_dict()  # what the demo compares to reuse a world
   ex = test[0]
   want = sw.generate(CFG, 0, 0, "test")
   np.testing.assert_array_equal(ex.image, want.image)
