@@ -10,6 +10,11 @@ Arguments select the variants of the ablation study in miniature
   configs/shapes.py:stages=1                # 1-stage GroupViT
   configs/shapes.py:vit=True                # the plain-ViT baseline (no grouping)
 
+Probing knobs (round 4 of experiments/results/shapes_demo_notes.md; defaults = the reference):
+``gumbel=False`` trains with the plain argmax assignment, ``assign_std=0.1`` starts the
+assignment logits near 1 instead of 0.04, ``depths=1/2/0`` drops the blocks after the last
+grouping.
+
 The model: width 96, 64 px images in 8 px patches, 1 + 2 + 1 blocks, 16 group tokens then 4,
 and a linear projection head (``proj_num_layers=1``, an option of the official ``ProjectMLP``).
 Four final groups rather than eight, because the losses see the mean of the final groups: with
@@ -30,11 +35,13 @@ HEADS = 4
 def shapes_model(stages: int, hard: bool, multi_label: int, vit: bool, width: int = 96,
                  text_width: int = 64, text_layers: int = 2, image_size: int = 64,
                  proj_layers: int = 1, pos_embed: str = "normal", depths: str = "1/2/1",
-                 groups: str = "16/4") -> GroupViTConfig:
+                 groups: str = "16/4", gumbel: bool = True,
+                 assign_std: float = 0.02) -> GroupViTConfig:
   """``depths`` / ``groups``: the 2-stage model's blocks per stage and group tokens per grouping
   stage ('/'-separated); the 1-stage model and the ViT keep the same total depth."""
   common = dict(img_size=image_size, patch_size=8, embed_dim=width, drop_path_rate=0.0,
-                hard_assignment=hard, pos_embed_init=pos_embed)
+                hard_assignment=hard, gumbel=gumbel, pos_embed_init=pos_embed,
+                assign_qk_init_std=assign_std)
   d = tuple(int(v) for v in depths.split("/"))
   g = tuple(int(v) for v in groups.split("/"))
   if len(d) != 3 or len(g) != 2:
@@ -58,10 +65,12 @@ def shapes_model(stages: int, hard: bool, multi_label: int, vit: bool, width: in
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, stages=2, hard=True, multi_label=3, vit=False, steps=900,
                              batch=64, width=96, text_width=64, text_layers=2, lr=5e-4, seed=0,
-                             proj_layers=1, pos_embed="normal", depths="1/2/1", groups="16/4")
+                             proj_layers=1, pos_embed="normal", depths="1/2/1", groups="16/4",
+                             gumbel=True, assign_std=0.02)
   model = shapes_model(arg.stages, arg.hard, arg.multi_label, arg.vit, arg.width, arg.text_width,
                        arg.text_layers, proj_layers=arg.proj_layers, pos_embed=arg.pos_embed,
-                       depths=arg.depths, groups=arg.groups)
+                       depths=arg.depths, groups=arg.groups, gumbel=arg.gumbel,
+                       assign_std=arg.assign_std)
   config = config_lib.base_config(model)
   config.seed = arg.seed
   config.steps_per_epoch = arg.steps

@@ -12,7 +12,12 @@ world's val split (folder layout, as ``make demo`` writes it) it prints:
   argmax class is that object's (are groups named, not just images?);
 - mean confidence ``max A`` (spec 5.4) of object groups and of background groups, and the mean
   cosine between group and image embeddings (are group embeddings local or global?);
-- mIoU under the shapes protocol for a range of background thresholds.
+- how often a background group's top class is one present in the image (the image's class
+  leaking into the background group) and, per grouping stage, the mean gap between the best and
+  second-best assignment logit (next to the Gumbel noise, std 1.3, that training adds);
+- mIoU under the shapes protocol for a range of background thresholds;
+- with ``--stuff-names``: the mIoU when the vocabulary also holds the background kinds' names
+  and a pixel given one of them counts as background.
 
     python experiments/shapes_diagnostics.py --checkpoint runs/shapes/groupvit --eval-root data/shapes/eval
 """
@@ -32,8 +37,9 @@ THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 0.95)
 
 
 def _forward(model, text):
-  """jitted: images uint8 [B, h, w, 3] -> per-stage group maps, final group maps, group class
-  probabilities P [B, G, N], image-text cosines [B, N], group-image cosines [B, G]."""
+  """jitted: images uint8 [B, h, w, 3] -> per-stage group maps, group class probabilities
+  P [B, G, N], image-text cosines [B, N], group-image cosines [B, G], per-stage mean top-1 minus
+  top-2 assignment logit [B]."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
@@ -51,7 +57,11 @@ def _forward(model, text):
     g = dense.l2_normalize(m.project_groups(enc["tokens"]))
     a = dense.l2_normalize(enc["image_x"])
     probs = jax.nn.softmax(jnp.einsum("bgd,nd->bgn", g, text) * m.scale(), -1)
-    return stages, probs, a @ text.T, jnp.einsum("bgd,bd->bg", g, a)
+    gaps = []
+    for soft in enc["soft"]:  # [B, S, L]; log-softmax differences are logit differences
+      top2 = jax.lax.top_k(jnp.log(jnp.swapaxes(soft, 1, 2) + 1e-12), 2)[0]  # [B, L, 2]
+      gaps.append((top2[..., 0] - top2[..., 1]).mean(-1))
+    return stages, probs, a @ text.T, jnp.einsum("bgd,bd->bg", g, a), gaps
 
   return lambda images: fn(state, images)
 
@@ -71,6 +81,8 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
           for i in range(0, len(examples), batch)]
   stages = [np.concatenate([np.asarray(o[0][s]) for o in outs]) for s in range(len(outs[0][0]))]
   probs, image_sim, group_cos = (np.concatenate([np.asarray(o[k]) for o in outs]) for k in (1, 2, 3))
+  gaps = [float(np.concatenate([np.asarray(o[4][s]) for o in outs]).mean())
+          for s in range(len(outs[0][4]))]
   present = np.stack([[(lab == c + 1).any() for c in range(len(names))] for lab in labels])
   auc = {}
   for c, name in enumerate(names):
@@ -85,9 +97,10 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
         pred[g == k] = np.bincount(lab[g == k], minlength=n_cls).argmax()
       oracle.update(pred, lab)
       used.append(len(np.unique(g)))
-    per_stage.append({"groups_used": float(np.mean(used)), "oracle_miou": oracle.metrics()["mIoU"]})
+    per_stage.append({"groups_used": float(np.mean(used)), "oracle_miou": oracle.metrics()["mIoU"],
+                      "assign_logit_gap": gaps[len(per_stage)]})
   final = stages[-1]
-  named = total = 0
+  named = total = bg_groups = bg_leaks = 0
   conf_obj, conf_bg = [], []
   by_thr = {t: ConfusionMatrix(n_cls) for t in THRESHOLDS}
   for g, lab, p in zip(final, labels, probs):
@@ -102,6 +115,8 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
         conf_obj.append(affinity[k].max())
       elif major == 0:
         conf_bg.append(affinity[k].max())
+        bg_groups += 1
+        bg_leaks += int((lab == p[k].argmax() + 1).any())
     for t, conf in by_thr.items():
       thr = min(t, affinity[used].max())  # the adaptive rule
       row = np.where(affinity.max(-1) < thr, 0, affinity.argmax(-1) + 1)
@@ -113,8 +128,38 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
       "confidence_object_groups": float(np.mean(conf_obj)) if conf_obj else float("nan"),
       "confidence_background_groups": float(np.mean(conf_bg)) if conf_bg else float("nan"),
       "group_image_cosine": float(group_cos.mean()),
+      "background_groups_named_as_present_class": bg_leaks / max(bg_groups, 1),
       "miou_by_threshold": {t: c.metrics()["mIoU"] for t, c in by_thr.items()},
   }
+
+
+def stuff_vocabulary_miou(model, dataset, stuff_names) -> float:
+  """mIoU (background + the dataset's classes) when the vocabulary is the classes plus
+  ``stuff_names`` and a pixel labelled with a stuff name counts as background."""
+  from groupvit_jax.evaluate.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.protocols import SHAPES  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  names = list(dataset.prompt_classes)
+  seg = Segmenter.from_protocol(model, SHAPES, names + list(stuff_names), None)
+  conf = ConfusionMatrix(len(names) + 1)
+  for ex in dataset:
+    labels = seg.segment(ex.image)
+    conf.update(np.where(labels < len(names), labels + 1, 0), ex.label, name=ex.key)
+  return float(conf.metrics()["mIoU"])
+
+
+def report(out: dict) -> None:
+  print("image-level AUC  ", {k: round(v, 3) for k, v in out["image_auc"].items()})
+  for s, row in enumerate(out["stages"]):
+    print(f"stage {s + 1}: {row['groups_used']:.2f} groups used per image, oracle mIoU "
+          f"{row['oracle_miou']:.3f}, assignment logit gap {row['assign_logit_gap']:.2f}")
+  print(f"object groups named right {out['object_groups_named']}; confidence object "
+        f"{out['confidence_object_groups']:.3f} / background {out['confidence_background_groups']:.3f}"
+        f"; group-image cosine {out['group_image_cosine']:.3f}; background groups named as a "
+        f"class in the image {out['background_groups_named_as_present_class']:.0%}")
+  print("mIoU by background threshold", {t: round(v, 3) for t, v in out["miou_by_threshold"].items()})
+  if "stuff_vocabulary_miou" in out:
+    print(f"mIoU with the stuff names in the vocabulary {out['stuff_vocabulary_miou']:.3f}")
 
 
 def main(argv=None) -> int:
@@ -122,18 +167,18 @@ def main(argv=None) -> int:
   p.add_argument("--checkpoint", required=True)
   p.add_argument("--eval-root", required=True, help="folder-layout root (DATA/eval)")
   p.add_argument("--split", default="val")
+  p.add_argument("--stuff-names", default="",
+                 help="comma-separated background names to add to the vocabulary, e.g. "
+                 "noise,stripes,checkerboard,gradient,wall (input_pipeline.synthetic_world.STUFF_NAMES)")
   args = p.parse_args(argv)
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  out = diagnose(load_pretrained(args.checkpoint), open_dataset("folder", args.eval_root, args.split))
-  print("image-level AUC  ", {k: round(v, 3) for k, v in out["image_auc"].items()})
-  for s, row in enumerate(out["stages"]):
-    print(f"stage {s + 1}: {row['groups_used']:.2f} groups used per image, oracle mIoU "
-          f"{row['oracle_miou']:.3f}")
-  print(f"object groups named right {out['object_groups_named']}; confidence object "
-        f"{out['confidence_object_groups']:.3f} / background {out['confidence_background_groups']:.3f}"
-        f"; group-image cosine {out['group_image_cosine']:.3f}")
-  print("mIoU by background threshold", {t: round(v, 3) for t, v in out["miou_by_threshold"].items()})
+  model = load_pretrained(args.checkpoint)
+  dataset = open_dataset("folder", args.eval_root, args.split)
+  out = diagnose(model, dataset)
+  if args.stuff_names:
+    out["stuff_vocabulary_miou"] = stuff_vocabulary_miou(model, dataset, args.stuff_names.split(","))
+  report(out)
   return 0
 
 

@@ -29,6 +29,14 @@ class VisionConfig:
   qkv_bias: bool = True
   drop_path_rate: float = 0.1
   hard_assignment: bool = True
+  # Gumbel noise on the assignment logits in training (the official GroupingBlock's ``gumbel``
+  # argument, on in every released model). Off: the hard assignment is the plain argmax, still
+  # straight-through. Only used with ``hard_assignment`` (soft assignment has no noise).
+  gumbel: bool = True
+  # Init std of the assignment's q/k projections (the reference: 0.02 like every Linear). The
+  # assignment logits start near 0.04 in size at 0.02, far below the Gumbel noise (std 1.3), so
+  # early grouping is noise; ~1/sqrt(embed_dim) starts them near 1. Only the starting point.
+  assign_qk_init_std: float = 0.02
   assign_eps: float = 1.0
   assign_mlp_ratio: tuple[float, float] = (0.5, 4.0)
   layer_norm_eps: float = 1e-5

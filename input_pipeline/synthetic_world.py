@@ -3,8 +3,10 @@
 Each scene holds one to four objects (a shape kind and a colour) at random positions, sizes and
 overlaps on a textured or noisy background. Its caption names some or all of the visible objects in
 varied natural language (relations, counts, distractor words); its ground-truth mask labels every
-pixel with the shape kind drawn there (0 = background), for zero-shot evaluation only. Everything
-is a deterministic function of (seed, index).
+pixel with the shape kind drawn there (0 = background), for zero-shot evaluation only. Options
+(``WorldConfig``) name the background with nouns that become prompt words, or add empty training
+scenes captioned by their background alone. Everything is a deterministic function of
+(seed, split, index).
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class WorldConfig:
   name_all: float = 0.0  # probability that a caption names every visible object
   describe_background: float = 0.0  # probability that a caption describes the background
   color_mention: float = 1.0  # probability that an object phrase says the object's colour
+  # Background descriptions name the background with a noun ("on a checkerboard") rather than an
+  # adjective ("on a checkered background"), so the background kinds become prompt words and
+  # can be named like stuff classes (``STUFF_NAMES``).
+  background_nouns: bool = False
+  # Fraction of *training* scenes that hold no object, captioned by their background alone
+  # ("a checkerboard, nothing else"): the only place where background is seen without a shape,
+  # so background looking like a shape costs the losses something. Val and test scenes always
+  # hold min_objects to max_objects.
+  empty_scenes: float = 0.0
   # Colours each shape kind is drawn in (None: any of ``colors``). A world where kinds have their
   # own colours, as many real categories do, lets a small model learn the kind names from colour.
   kind_colors: tuple[tuple[str, tuple[str, ...]], ...] | None = None
@@ -144,6 +155,13 @@ _BACKGROUND_PHRASES = (" on a {bg} background", " against a {bg} backdrop", ", {
                        " on {bg} ground", " over a {bg} background")
 BACKGROUND_WORDS = {"noise": "noisy", "stripes": "striped", "checkerboard": "checkered",
                     "gradient": "shaded", "plain": "plain"}
+# With ``background_nouns``: each background kind's stuff name (its class name in a vocabulary)
+# and the noun phrase a caption uses for it.
+STUFF_NAMES = {"noise": "noise", "stripes": "stripes", "checkerboard": "checkerboard",
+               "gradient": "gradient", "plain": "wall"}
+_STUFF_PHRASES = {"noise": "noise", "stripes": "stripes", "checkerboard": "a checkerboard",
+                  "gradient": "a gradient", "plain": "a plain wall"}
+_STUFF_CLOSERS = (" on {p}", " over {p}", " in front of {p}", " against {p}", ", {p} behind")
 _RELATIONS = (("above", lambda a, b: a.cy < b.cy - 6), ("below", lambda a, b: a.cy > b.cy + 6),
               ("left of", lambda a, b: a.cx < b.cx - 6), ("right of", lambda a, b: a.cx > b.cx + 6),
               ("next to", lambda a, b: True), ("and", lambda a, b: True))
@@ -160,7 +178,7 @@ def _np(obj: SceneObject, rng: np.random.Generator, with_color: bool = True) -> 
 
 def make_caption(rng: np.random.Generator, objects: list[SceneObject], background: str,
                  name_all: float = 0.0, describe_background: float = 0.0,
-                 color_mention: float = 1.0) -> str:
+                 color_mention: float = 1.0, background_nouns: bool = False) -> str:
   """Names some or all visible objects; every named (colour, shape) is in the image."""
 
   def say(o: SceneObject) -> str:  # an object phrase; the colour is said with p=color_mention
@@ -200,7 +218,11 @@ def make_caption(rng: np.random.Generator, objects: list[SceneObject], backgroun
     phrase = ", ".join(say(o) for o in named[:-1])
     phrase = (phrase + " and " if phrase else "") + say(named[-1])
   opener = _OPENERS[rng.integers(len(_OPENERS))]
-  if describe_background > 0 and rng.random() < describe_background:
+  describe = describe_background > 0 and rng.random() < describe_background
+  if describe and background_nouns:
+    closer = _STUFF_CLOSERS[rng.integers(len(_STUFF_CLOSERS))].format(
+        p=_STUFF_PHRASES[background])
+  elif describe:
     closer = _BACKGROUND_PHRASES[rng.integers(len(_BACKGROUND_PHRASES))].format(
         bg=BACKGROUND_WORDS[background])
   else:
@@ -209,12 +231,33 @@ def make_caption(rng: np.random.Generator, objects: list[SceneObject], backgroun
   return text[0].upper() + text[1:] if rng.integers(0, 2) else text
 
 
+_EMPTY_OPENERS = ("", "", "a picture of ", "just ", "nothing but ", "an empty picture of ",
+                  "a photo of ")
+_EMPTY_CLOSERS = ("", "", ", nothing else", " and no shapes", ", empty")
+
+
+def empty_caption(rng: np.random.Generator, background: str, background_nouns: bool) -> str:
+  """The caption of a scene without objects: its background, and no shape word."""
+  what = (_STUFF_PHRASES[background] if background_nouns
+          else f"{_article(BACKGROUND_WORDS[background])} {BACKGROUND_WORDS[background]} background")
+  text = (_EMPTY_OPENERS[rng.integers(len(_EMPTY_OPENERS))] + what
+          + _EMPTY_CLOSERS[rng.integers(len(_EMPTY_CLOSERS))])
+  return text[0].upper() + text[1:] if rng.integers(0, 2) else text
+
+
 # ---- scenes -----------------------------------------------------------------------------------------
 
 
-def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
+def render_scene(rng: np.random.Generator, cfg: WorldConfig, allow_empty: bool = False) -> Scene:
+  """One scene; with ``allow_empty`` (training scenes), empty with probability
+  ``cfg.empty_scenes``."""
   n = cfg.image_size
   background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+  if allow_empty and cfg.empty_scenes > 0 and rng.random() < cfg.empty_scenes:
+    image = _background(rng, background, n) + rng.normal(0, 4, (n, n, 3))
+    return Scene(image=np.clip(image, 0, 255).astype(np.uint8), mask=np.zeros((n, n), np.uint8),
+                 objects=[], background=background,
+                 caption=empty_caption(rng, background, cfg.background_nouns))
   canvas = Image.fromarray(_background(rng, background, n).astype(np.uint8))
   mask_img = Image.new("L", (n, n), 0)
   owner = Image.new("L", (n, n), 0)  # which object (1-based) owns each pixel
@@ -245,7 +288,8 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
   image = np.clip(image, 0, 255).astype(np.uint8)
   return Scene(image=image, mask=np.asarray(mask_img).copy(), objects=objects,
                background=background, caption=make_caption(rng, objects, background, cfg.name_all,
-                                            cfg.describe_background, cfg.color_mention))
+                                            cfg.describe_background, cfg.color_mention,
+                                            cfg.background_nouns))
 
 
 # Each shape kind in its own colours (red or orange circles, blue or purple squares, green
@@ -275,4 +319,4 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def generate(cfg: WorldConfig, seed: int, index: int, split: str = "train") -> Scene:
   """Scene ``index`` of ``split`` in the world with ``seed`` (deterministic, order-independent)."""
-  return render_scene(scene_rng(seed, split, index), cfg)
+  return render_scene(scene_rng(seed, split, index), cfg, allow_empty=split == "train")

@@ -69,6 +69,8 @@ def iter_tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
             count += 1
           key, parts = mkey, {}
         parts[ext] = data
+  except GeneratorExit:  # closed early (or at interpreter exit): not a corrupt shard
+    raise
   except (tarfile.TarError, OSError, EOFError) as e:
     logging.warning("shard %s is truncated or corrupt after %d samples (%s); continuing with the "
                     "next shard", path, count, e)

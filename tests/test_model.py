@@ -233,3 +233,23 @@ def test_sincos2d_position_embedding_init():
   assert abs(normal.std() - 0.02) < 0.005  # the reference's N(0, 0.02) stays the default
   with pytest.raises(ValueError, match="pos_embed_init"):
     tiny(pos_embed_init="learned")
+
+
+def test_gumbel_off_trains_with_the_plain_argmax_assignment():
+  model = gv.GroupViT(tiny(gumbel=False), rngs=nnx.Rngs(0))
+  a = model.encode_image(X, train=True, rngs=nnx.Rngs(gumbel=1, drop_path=1))["hard"]
+  b = model.encode_image(X, train=True, rngs=nnx.Rngs(gumbel=2, drop_path=2))["hard"]
+  e = model.encode_image(X)["hard"]
+  for sa, sb, se in zip(a, b, e):  # no noise: training assignment = the eval argmax, every stage
+    np.testing.assert_array_equal(np.asarray(sa), np.asarray(se))
+    np.testing.assert_array_equal(np.asarray(sb), np.asarray(se))
+
+
+def test_assign_qk_init_std_sets_only_the_assignment_q_k_kernels():
+  std = lambda m: float(np.std(np.asarray(m.kernel.get_value())))
+  ref = gv.GroupViT(tiny(), rngs=nnx.Rngs(0)).img_encoder.layers[0].downsample.assign
+  big = gv.GroupViT(tiny(assign_qk_init_std=0.1), rngs=nnx.Rngs(0)).img_encoder.layers[0]
+  assert abs(std(ref.q_proj) - 0.02) < 0.004 and abs(std(ref.k_proj) - 0.02) < 0.004
+  assert abs(std(big.downsample.assign.q_proj) - 0.1) < 0.02
+  assert abs(std(big.downsample.assign.k_proj) - 0.1) < 0.02
+  assert abs(std(big.downsample.assign.v_proj) - 0.02) < 0.004  # v and out stay at 0.02

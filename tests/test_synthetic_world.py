@@ -111,6 +111,28 @@ def test_caption_options_keep_captions_true():
 
 
 
+def test_background_nouns_become_prompt_words():
+  cfg = sw.WorldConfig(describe_background=1.0, background_nouns=True)
+  for i in range(40):
+    s = sw.generate(cfg, 0, i, "train")
+    stuff = sw.STUFF_NAMES[s.background]
+    assert stuff in [w.lower() for w in prompt_words(s.caption)], (s.caption, s.background)
+    others = set(sw.STUFF_NAMES.values()) - {stuff}
+    assert not others & set(re.findall(r"[a-z]+", s.caption.lower())), s.caption
+
+
+def test_empty_scenes_only_in_training_and_captioned_without_shapes():
+  cfg = sw.WorldConfig(empty_scenes=0.5, describe_background=1.0, background_nouns=True)
+  train = [sw.generate(cfg, 0, i, "train") for i in range(60)]
+  empty = [s for s in train if not s.objects]
+  assert 15 <= len(empty) <= 45
+  for s in empty:
+    assert not s.mask.any() and not named_objects(s.caption), s.caption
+    assert sw.STUFF_NAMES[s.background] in [w.lower() for w in prompt_words(s.caption)], s.caption
+  for split in ("val", "test"):
+    assert all(sw.generate(cfg, 0, i, split).objects for i in range(60))
+
+
 def read_members(path: str) -> dict[str, bytes]:
   with tarfile.open(path) as tar:
     return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}

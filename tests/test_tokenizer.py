@@ -79,3 +79,14 @@ def test_bad_input():
     tokenize([1, 2])
   with pytest.raises(ValueError, match="context_length"):
     tokenize("x", context_length=1)
+
+
+def test_text_cache_returns_the_uncached_ids_and_fresh_lists(hf_tokenizer):
+  tok = get_tokenizer()
+  text = "A photo of a  Circle, and two squares."
+  first = tok.encode(text)
+  first.append(-1)  # callers may mutate what they get
+  second = tok.encode(text)
+  assert text in tok.text_cache
+  assert second == list(tok._encode_uncached(text))  # pylint: disable=protected-access
+  assert second == hf_tokenizer(text, add_special_tokens=False)["input_ids"]

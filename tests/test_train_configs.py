@@ -107,3 +107,12 @@ def test_shapes_variants_build_the_models_the_ablations_compare(arg, maps):
   assert [m.shape for m in out.soft_maps] == maps
   with pytest.raises(ValueError, match="depths needs 3 entries"):
     config_lib.load_config(str(REPO / "configs" / "shapes.py"), "depths=3/3")
+
+
+def test_shapes_assignment_knobs_reach_the_model_config():
+  default = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py")))
+  assert default.vision.gumbel and default.vision.assign_qk_init_std == 0.02  # the reference's
+  tuned = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"),
+                                        "gumbel=False,assign_std=0.1,depths=1/2/0"))
+  assert not tuned.vision.gumbel and tuned.vision.assign_qk_init_std == 0.1
+  assert tuned.vision.depths == (1, 2, 0)

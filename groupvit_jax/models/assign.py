@@ -38,11 +38,13 @@ class AssignAttention(nnx.Module):
   """
 
   def __init__(self, dim: int, *, hard: bool = True, gumbel: bool = True, gumbel_tau: float = 1.0,
-               assign_eps: float = 1.0, dtype: Dtype, param_dtype: Dtype, rngs: nnx.Rngs):
+               assign_eps: float = 1.0, qk_init_std: float = 0.02, dtype: Dtype,
+               param_dtype: Dtype, rngs: nnx.Rngs):
     kw = dict(kernel_init=normal(0.02), bias_init=nnx.initializers.zeros, dtype=dtype,
               param_dtype=param_dtype, rngs=rngs)
-    self.q_proj = linear(dim, dim, (EMBED, HEADS), **kw)
-    self.k_proj = linear(dim, dim, (EMBED, HEADS), **kw)
+    qk = dict(kw, kernel_init=normal(qk_init_std))
+    self.q_proj = linear(dim, dim, (EMBED, HEADS), **qk)
+    self.k_proj = linear(dim, dim, (EMBED, HEADS), **qk)
     self.v_proj = linear(dim, dim, (EMBED, HEADS), **kw)
     self.proj = linear(dim, dim, (HEADS, EMBED), **kw)
     self.scale = dim**-0.5

@@ -20,6 +20,7 @@ class GroupingBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, num_group_token: int, num_output_group: int, *,
                hard: bool = True, gumbel: bool = True, assign_eps: float = 1.0,
+               assign_qk_init_std: float = 0.02,
                assign_mlp_ratio: tuple[float, float] = (0.5, 4.0), block_mlp_ratio: float = 4.0,
                eps: float = 1e-5, act: str = "gelu", dtype: Dtype, param_dtype: Dtype,
                rngs: nnx.Rngs):
@@ -35,7 +36,8 @@ class GroupingBlock(nnx.Module):
     # released config, and block_mlp_ratio covers both.
     self.pre_assign_attn = CrossAttnBlock(dim, num_heads, mlp_ratio=block_mlp_ratio, eps=eps,
                                           act=act, **dense)
-    self.assign = AssignAttention(dim, hard=hard, gumbel=gumbel, assign_eps=assign_eps, **dense)
+    self.assign = AssignAttention(dim, hard=hard, gumbel=gumbel, assign_eps=assign_eps,
+                                  qk_init_std=assign_qk_init_std, **dense)
     self.norm_new_x = LayerNorm(dim, **norm)
     self.mlp_channels = Mlp(dim, channels_dim, dim, act=act, init_std=(0.02, 0.02), **dense)
 
@@ -73,7 +75,8 @@ class GroupingLayer(nnx.Module):
   def __init__(self, dim: int, *, depth: int, num_heads: int, num_group_token: int,
                num_output_group: int | None, num_prev_group_token: int, drop_path: list[float],
                mlp_ratio: float = 4.0, qkv_bias: bool = True, hard: bool = True,
-               assign_eps: float = 1.0, assign_mlp_ratio=(0.5, 4.0), eps: float = 1e-5,
+               gumbel: bool = True, assign_eps: float = 1.0, assign_qk_init_std: float = 0.02,
+               assign_mlp_ratio=(0.5, 4.0), eps: float = 1e-5,
                act: str = "gelu", remat: bool = False, dtype: Dtype, param_dtype: Dtype,
                rngs: nnx.Rngs):
     dense = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -91,7 +94,8 @@ class GroupingLayer(nnx.Module):
     ])
     if num_group_token > 0 and num_output_group:
       self.downsample = GroupingBlock(dim, num_heads, num_group_token, num_output_group, hard=hard,
-                                      gumbel=hard, assign_eps=assign_eps,
+                                      gumbel=hard and gumbel, assign_eps=assign_eps,
+                                      assign_qk_init_std=assign_qk_init_std,
                                       assign_mlp_ratio=assign_mlp_ratio, block_mlp_ratio=mlp_ratio,
                                       eps=eps, act=act, **dense)
     else:
