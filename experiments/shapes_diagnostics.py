@@ -37,9 +37,9 @@ THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 0.95)
 
 
 def _forward(model, text):
-  """jitted: images uint8 [B, h, w, 3] -> per-stage group maps, group class probabilities
-  P [B, G, N], image-text cosines [B, N], group-image cosines [B, G], per-stage mean top-1 minus
-  top-2 assignment logit [B]."""
+  """jitted: images uint8 [B, h, w, 3] -> per-stage group maps, the group class scores
+  A [B, G, N] of spec 5.4 (``dense.class_table``, no background column), image-text cosines
+  [B, N], group-image cosines [B, G], per-stage mean top-1 minus top-2 assignment logit [B]."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
@@ -54,14 +54,14 @@ def _forward(model, text):
     hw, patch = images.shape[1:3], m.config.vision.patch_size
     stages = [jnp.argmax(dense.upsample_group_maps(s, hw, patch), -1)
               for s in dense.compose_stage_maps(enc["soft"], enc["tokens"])]
-    g = dense.l2_normalize(m.project_groups(enc["tokens"]))
-    a = dense.l2_normalize(enc["image_x"])
-    probs = jax.nn.softmax(jnp.einsum("bgd,nd->bgn", g, text) * m.scale(), -1)
+    groups_x = m.project_groups(enc["tokens"])
+    g, a = dense.l2_normalize(groups_x), dense.l2_normalize(enc["image_x"])
+    affinity = dense.class_table(groups_x, enc["image_x"], text, m.scale(), None)
     gaps = []
     for soft in enc["soft"]:  # [B, S, L]; log-softmax differences are logit differences
       top2 = jax.lax.top_k(jnp.log(jnp.swapaxes(soft, 1, 2) + 1e-12), 2)[0]  # [B, L, 2]
       gaps.append((top2[..., 0] - top2[..., 1]).mean(-1))
-    return stages, probs, a @ text.T, jnp.einsum("bgd,bd->bg", g, a), gaps
+    return stages, affinity, a @ text.T, jnp.einsum("bgd,bd->bg", g, a), gaps
 
   return lambda images: fn(state, images)
 
@@ -80,7 +80,7 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
   outs = [fwd(jnp.asarray(np.stack([ex.image for ex in examples[i:i + batch]])))
           for i in range(0, len(examples), batch)]
   stages = [np.concatenate([np.asarray(o[0][s]) for o in outs]) for s in range(len(outs[0][0]))]
-  probs, image_sim, group_cos = (np.concatenate([np.asarray(o[k]) for o in outs]) for k in (1, 2, 3))
+  affinities, image_sim, group_cos = (np.concatenate([np.asarray(o[k]) for o in outs]) for k in (1, 2, 3))
   gaps = [float(np.concatenate([np.asarray(o[4][s]) for o in outs]).mean())
           for s in range(len(outs[0][4]))]
   present = np.stack([[(lab == c + 1).any() for c in range(len(names))] for lab in labels])
@@ -103,20 +103,19 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
   named = total = bg_groups = bg_leaks = 0
   conf_obj, conf_bg = [], []
   by_thr = {t: ConfusionMatrix(n_cls) for t in THRESHOLDS}
-  for g, lab, p in zip(final, labels, probs):
-    affinity = p**2  # spec 5.4 with N <= 5 classes: the top-5 filter keeps every class
+  for g, lab, affinity in zip(final, labels, affinities):
     used = np.unique(g)
     for k in used:
       hist = np.bincount(lab[g == k], minlength=n_cls)
       major = hist.argmax()
       if major > 0 and hist[major] > 0.5 * hist.sum():
         total += 1
-        named += int(p[k].argmax() + 1 == major)
+        named += int(affinity[k].argmax() + 1 == major)
         conf_obj.append(affinity[k].max())
       elif major == 0:
         conf_bg.append(affinity[k].max())
         bg_groups += 1
-        bg_leaks += int((lab == p[k].argmax() + 1).any())
+        bg_leaks += int((lab == affinity[k].argmax() + 1).any())
     for t, conf in by_thr.items():
       thr = min(t, affinity[used].max())  # the adaptive rule
       row = np.where(affinity.max(-1) < thr, 0, affinity.argmax(-1) + 1)
@@ -142,9 +141,15 @@ def stuff_vocabulary_miou(model, dataset, stuff_names) -> float:
   names = list(dataset.prompt_classes)
   seg = Segmenter.from_protocol(model, SHAPES, names + list(stuff_names), None)
   conf = ConfusionMatrix(len(names) + 1)
-  for ex in dataset:
-    labels = seg.segment(ex.image)
-    conf.update(np.where(labels < len(names), labels + 1, 0), ex.label, name=ex.key)
+  truth = {}
+
+  def images():
+    for ex in dataset:
+      truth[ex.key] = ex.label
+      yield ex.key, ex.image
+
+  for key, labels in seg.segment_stream(images()):
+    conf.update(np.where(labels < len(names), labels + 1, 0), truth.pop(key), name=key)
   return float(conf.metrics()["mIoU"])
 
 

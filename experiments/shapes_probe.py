@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.join(REPO, "experiments"))
 
 
 def world_dir(work: str, cfg) -> str:
-  """One folder per distinct world config (so probes of the same world share it)."""
+  """One folder per distinct world config (probes of the same world share it; ``make_world``
+  rewrites it when the seed or the sizes change)."""
   key = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
   return os.path.join(work, f"world_{key}")
 
@@ -48,7 +49,6 @@ def main(argv=None) -> int:
   from groupvit_jax import demo, load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
   from input_pipeline import synthetic_world as sw  # pylint: disable=g-import-not-at-top
-  from input_pipeline.world_files import write_world  # pylint: disable=g-import-not-at-top
   import shapes_diagnostics  # pylint: disable=g-import-not-at-top
 
   try:
@@ -57,18 +57,15 @@ def main(argv=None) -> int:
   except (ValueError, TypeError) as e:
     raise SystemExit(f"--world: expected a JSON object of WorldConfig fields, got {args.world!r} "
                      f"({e})") from e
-  data = world_dir(args.work, cfg)
-  if not os.path.exists(os.path.join(data, "world.json")):
-    shutil.rmtree(data, ignore_errors=True)
-    write_world(data, cfg, args.seed, args.train_images, args.val_images, args.test_images)
+  _, shards, eval_root = demo.make_world(world_dir(args.work, cfg), args.seed, args.train_images,
+                                         args.val_images, args.test_images, cfg=cfg)
   demo.show_training_progress()
   workdir = os.path.join(args.work, f"run_{args.name}")
   shutil.rmtree(workdir, ignore_errors=True)
   arg = ",".join(a for a in (f"seed={args.seed}", args.config_arg) if a)
-  secs, _ = demo.train(arg, os.path.join(data, "train", "shapes-*.tar"), workdir, args.steps)
+  secs, _ = demo.train(arg, shards, workdir, args.steps)
 
   model = load_pretrained(workdir)
-  eval_root = os.path.join(data, "eval")
   test = demo.evaluate(model, eval_root)
   out = shapes_diagnostics.diagnose(model, open_dataset("folder", eval_root, "val"))
   out["stuff_vocabulary_miou"] = shapes_diagnostics.stuff_vocabulary_miou(

@@ -36,11 +36,12 @@ def banner(text: str) -> None:
 
 
 def make_world(data: str, seed: int, num_train: int, num_val: int, num_test: int,
-               any_colour: bool = False):
-  """Writes the demo world under ``data`` unless the same world (config, seed, sizes) is there."""
+               any_colour: bool = False, cfg=None):
+  """Writes the world ``cfg`` (default: the demo world) under ``data`` unless the same world
+  (config, seed, sizes) is there."""
   from input_pipeline import synthetic_world  # pylint: disable=g-import-not-at-top
   from input_pipeline.world_files import write_world  # pylint: disable=g-import-not-at-top
-  cfg = synthetic_world.DEMO_WORLD
+  cfg = cfg or synthetic_world.DEMO_WORLD
   if any_colour:
     cfg = synthetic_world.any_colour_world(cfg)
   stamp = os.path.join(data, "world.json")

@@ -167,6 +167,10 @@ _RELATIONS = (("above", lambda a, b: a.cy < b.cy - 6), ("below", lambda a, b: a.
               ("next to", lambda a, b: True), ("and", lambda a, b: True))
 
 
+def _maybe_capitalised(rng: np.random.Generator, text: str) -> str:
+  return text[0].upper() + text[1:] if rng.integers(0, 2) else text
+
+
 def _article(word: str) -> str:
   return "an" if word[0] in "aeiou" else "a"
 
@@ -228,7 +232,7 @@ def make_caption(rng: np.random.Generator, objects: list[SceneObject], backgroun
   else:
     closer = _CLOSERS[rng.integers(len(_CLOSERS))].format(bg=background)
   text = opener + phrase + closer
-  return text[0].upper() + text[1:] if rng.integers(0, 2) else text
+  return _maybe_capitalised(rng, text)
 
 
 _EMPTY_OPENERS = ("", "", "a picture of ", "just ", "nothing but ", "an empty picture of ",
@@ -242,7 +246,7 @@ def empty_caption(rng: np.random.Generator, background: str, background_nouns: b
           else f"{_article(BACKGROUND_WORDS[background])} {BACKGROUND_WORDS[background]} background")
   text = (_EMPTY_OPENERS[rng.integers(len(_EMPTY_OPENERS))] + what
           + _EMPTY_CLOSERS[rng.integers(len(_EMPTY_CLOSERS))])
-  return text[0].upper() + text[1:] if rng.integers(0, 2) else text
+  return _maybe_capitalised(rng, text)
 
 
 # ---- scenes -----------------------------------------------------------------------------------------
