@@ -9,8 +9,10 @@ val, protocol ``shapes``), and writes a markdown table plus the raw numbers:
   soft assignment             Table 1       configs/shapes.py:hard=False
   no multi-label loss         Table 3       configs/shapes.py:multi_label=0
   1 stage                     Table 2       configs/shapes.py:stages=1
-  ViT, pixel-wise             Table 4       configs/shapes.py:vit=True
+  with Transformer blocks     (this study)  configs/shapes.py:depths=1/2/1
+  ViT, pixel-wise             Table 4       configs/shapes.py:vit=True (4 blocks, same size)
   ViT + K-means (K=4)         Table 4       the same ViT checkpoints, patch tokens clustered
+  ViT without blocks          (this study)  configs/shapes.py:vit=True,vit_depth=0
 
     python experiments/shapes_ablations.py [--seeds 0 1] [--steps N] [--out experiments/results]
 """
@@ -36,7 +38,11 @@ VARIANTS = (  # name, paper table, configs/shapes.py argument
     ("soft assignment", "Tab. 1", "hard=False"),
     ("no multi-label loss", "Tab. 3", "multi_label=0"),
     ("1 stage", "Tab. 2", "stages=1"),
-    ("ViT, pixel-wise", "Tab. 4", "vit=True"),
+    # the round-3 model: 1 + 2 + 1 Transformer blocks around the groupings
+    ("with Transformer blocks (1 + 2 + 1)", "", "depths=1/2/1"),
+    ("ViT, pixel-wise (4 blocks, as many parameters)", "Tab. 4", "vit=True"),
+    # patch embedding + linear head: labels every patch from its own pixels only
+    ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
 )
 KMEANS = "ViT + K-means (K=4, as many groups as GroupViT ends with)"
 
@@ -51,7 +57,8 @@ def run(args) -> dict:
     for name, _, arg in VARIANTS:
       if args.only and name not in args.only:
         continue
-      workdir = os.path.join(args.runs, f"{arg or 'groupvit'}_seed{seed}".replace("=", "-"))
+      tag = (arg or "groupvit").replace("=", "-").replace("/", "-").replace(",", "_")
+      workdir = os.path.join(args.runs, f"{tag}_seed{seed}")
       demo.banner(f"{name}, seed {seed}")
       secs, config = demo.train(",".join(filter(None, [arg, f"seed={seed}"])), shards, workdir,
                                 args.steps)
@@ -71,7 +78,7 @@ def run(args) -> dict:
 
 
 def table(out: dict, args) -> str:
-  tables = {n: t for n, t, _ in VARIANTS} | {KMEANS: "Tab. 4"}
+  tables = {n: t or "-" for n, t, _ in VARIANTS} | {KMEANS: "Tab. 4"}
   lines = ["| variant | paper | mIoU per seed | mean | train min/run |",
            "|---|---|---|---|---|"]
   for name, row in out["rows"].items():

@@ -15,7 +15,10 @@ world's val split (folder layout, as ``make demo`` writes it) it prints:
 - how often a background group's top class is one present in the image (the image's class
   leaking into the background group) and, per grouping stage, the mean gap between the best and
   second-best assignment logit (next to the Gumbel noise, std 1.3, that training adds);
-- mIoU under the shapes protocol for a range of background thresholds;
+- mIoU under the shapes protocol for a range of background thresholds, and (not a protocol of
+  the reference: a diagnostic) with background wherever a group's best class *cosine* is below a
+  threshold: ``A``'s softmax keeps only differences between classes, so a group that is far from
+  every class can still look confident;
 - with ``--stuff-names``: the mIoU when the vocabulary also holds the background kinds' names
   and a pixel given one of them counts as background.
 
@@ -34,12 +37,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 0.95)
+COSINE_THRESHOLDS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 
 
 def _forward(model, text):
   """jitted: images uint8 [B, h, w, 3] -> per-stage group maps, the group class scores
   A [B, G, N] of spec 5.4 (``dense.class_table``, no background column), image-text cosines
-  [B, N], group-image cosines [B, G], per-stage mean top-1 minus top-2 assignment logit [B]."""
+  [B, N], group-image cosines [B, G], per-stage mean top-1 minus top-2 assignment logit [B],
+  group-class cosines [B, G, N]."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
@@ -61,7 +66,7 @@ def _forward(model, text):
     for soft in enc["soft"]:  # [B, S, L]; log-softmax differences are logit differences
       top2 = jax.lax.top_k(jnp.log(jnp.swapaxes(soft, 1, 2) + 1e-12), 2)[0]  # [B, L, 2]
       gaps.append((top2[..., 0] - top2[..., 1]).mean(-1))
-    return stages, affinity, a @ text.T, jnp.einsum("bgd,bd->bg", g, a), gaps
+    return stages, affinity, a @ text.T, jnp.einsum("bgd,bd->bg", g, a), gaps, g @ text.T
 
   return lambda images: fn(state, images)
 
@@ -80,7 +85,8 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
   outs = [fwd(jnp.asarray(np.stack([ex.image for ex in examples[i:i + batch]])))
           for i in range(0, len(examples), batch)]
   stages = [np.concatenate([np.asarray(o[0][s]) for o in outs]) for s in range(len(outs[0][0]))]
-  affinities, image_sim, group_cos = (np.concatenate([np.asarray(o[k]) for o in outs]) for k in (1, 2, 3))
+  affinities, image_sim, group_cos, class_cos = (np.concatenate([np.asarray(o[k]) for o in outs])
+                                                 for k in (1, 2, 3, 5))
   gaps = [float(np.concatenate([np.asarray(o[4][s]) for o in outs]).mean())
           for s in range(len(outs[0][4]))]
   present = np.stack([[(lab == c + 1).any() for c in range(len(names))] for lab in labels])
@@ -103,7 +109,8 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
   named = total = bg_groups = bg_leaks = 0
   conf_obj, conf_bg = [], []
   by_thr = {t: ConfusionMatrix(n_cls) for t in THRESHOLDS}
-  for g, lab, affinity in zip(final, labels, affinities):
+  by_cos = {t: ConfusionMatrix(n_cls) for t in COSINE_THRESHOLDS}
+  for g, lab, affinity, cos in zip(final, labels, affinities, class_cos):
     used = np.unique(g)
     for k in used:
       hist = np.bincount(lab[g == k], minlength=n_cls)
@@ -120,6 +127,8 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
       thr = min(t, affinity[used].max())  # the adaptive rule
       row = np.where(affinity.max(-1) < thr, 0, affinity.argmax(-1) + 1)
       conf.update(row[g], lab)
+    for t, conf in by_cos.items():
+      conf.update(np.where(cos.max(-1) < t, 0, cos.argmax(-1) + 1)[g], lab)
   return {
       "image_auc": auc, "stages": per_stage,
       "object_groups_named": f"{named}/{total}",
@@ -129,6 +138,7 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
       "group_image_cosine": float(group_cos.mean()),
       "background_groups_named_as_present_class": bg_leaks / max(bg_groups, 1),
       "miou_by_threshold": {t: c.metrics()["mIoU"] for t, c in by_thr.items()},
+      "miou_by_cosine_threshold": {t: c.metrics()["mIoU"] for t, c in by_cos.items()},
   }
 
 
@@ -163,6 +173,8 @@ def report(out: dict) -> None:
         f"; group-image cosine {out['group_image_cosine']:.3f}; background groups named as a "
         f"class in the image {out['background_groups_named_as_present_class']:.0%}")
   print("mIoU by background threshold", {t: round(v, 3) for t, v in out["miou_by_threshold"].items()})
+  print("mIoU by cosine background threshold (diagnostic)",
+        {t: round(v, 3) for t, v in out["miou_by_cosine_threshold"].items()})
   if "stuff_vocabulary_miou" in out:
     print(f"mIoU with the stuff names in the vocabulary {out['stuff_vocabulary_miou']:.3f}")
 

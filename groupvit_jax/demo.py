@@ -4,7 +4,7 @@
    shards and val/test splits with ground-truth masks;
 2. trains a small 2-stage GroupViT with configs/shapes.py through the real trainer
    (groupvit_jax.train.loop), captions only;
-3. trains the pixel-wise baseline: a ViT of the same width and depth with the same losses and
+3. trains the pixel-wise baseline: a ViT of the same width and size with the same losses and
    recipe (the paper's Table 4 baseline, configs/shapes.py:vit=True);
 4. picks each model's background threshold on the val split and evaluates zero-shot
    segmentation on the test split through the real evaluation (protocol ``shapes``), with the

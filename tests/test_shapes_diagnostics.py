@@ -34,12 +34,14 @@ def test_diagnostics_report_bounded_numbers_for_every_stage(tmp_path, capsys):
   assert set(out["image_auc"]) == set(sw.SHAPES)
   assert 0 <= out["background_groups_named_as_present_class"] <= 1
   assert all(0 <= v <= 1 for v in out["miou_by_threshold"].values())
+  assert tuple(out["miou_by_cosine_threshold"]) == shapes_diagnostics.COSINE_THRESHOLDS
+  assert all(0 <= v <= 1 for v in out["miou_by_cosine_threshold"].values())
   stuff = shapes_diagnostics.stuff_vocabulary_miou(model, dataset, sorted(sw.STUFF_NAMES.values()))
   assert 0 <= stuff <= 1
   out["stuff_vocabulary_miou"] = stuff
   shapes_diagnostics.report(out)
   printed = capsys.readouterr().out
-  assert "stage 2:" in printed and "stuff names" in printed
+  assert "stage 2:" in printed and "stuff names" in printed and "cosine background" in printed
   assert np.isfinite(out["group_image_cosine"])
 
 

@@ -90,3 +90,20 @@ def test_text_cache_returns_the_uncached_ids_and_fresh_lists(hf_tokenizer):
   assert text in tok.text_cache
   assert second == list(tok._encode_uncached(text))  # pylint: disable=protected-access
   assert second == hf_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_ascii_fast_path_cleans_like_ftfy():
+  """basic_clean skips ftfy on printable ASCII without '&'; on such text (and on the texts that
+  still go through ftfy) the result must equal the reference's ftfy + double unescape."""
+  import html  # pylint: disable=g-import-not-at-top
+  import ftfy  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.tokenizer import _needs_fixing, basic_clean  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  alphabet = [chr(c) for c in range(32, 127)]
+  texts = ["".join(rng.choice(alphabet, size=int(rng.integers(1, 40)))) for _ in range(500)]
+  texts += ["a &amp; b", "caf\u00e9", "l\u2019eau\n", "x\x1b[31my", " two  squares\t"]
+  fast = 0
+  for text in texts:
+    fast += not _needs_fixing(text)
+    assert basic_clean(text) == html.unescape(html.unescape(ftfy.fix_text(text))).strip(), text
+  assert fast > 100  # the fast path was exercised
