@@ -9,10 +9,13 @@ val, protocol ``shapes``), and writes a markdown table plus the raw numbers:
   soft assignment             Table 1       configs/shapes.py:hard=False
   no multi-label loss         Table 3       configs/shapes.py:multi_label=0
   1 stage                     Table 2       configs/shapes.py:stages=1
-  with Transformer blocks     (this study)  configs/shapes.py:depths=1/2/1
+  without Transformer blocks  (round 5)     configs/shapes.py:depths=0/0/0,assign_std=0.2
   ViT, pixel-wise             Table 4       configs/shapes.py:vit=True (4 blocks, same size)
   ViT + K-means (K=4)         Table 4       the same ViT checkpoints, patch tokens clustered
-  ViT without blocks          (this study)  configs/shapes.py:vit=True,vit_depth=0
+  ViT without blocks          (round 5)     configs/shapes.py:vit=True,vit_depth=0
+
+``--only NAME ... --merge`` runs some variants and keeps the other rows of the existing
+shapes_ablations.json (each row records the machine and date it was measured on).
 
     python experiments/shapes_ablations.py [--seeds 0 1] [--steps N] [--out experiments/results]
 """
@@ -38,13 +41,22 @@ VARIANTS = (  # name, paper table, configs/shapes.py argument
     ("soft assignment", "Tab. 1", "hard=False"),
     ("no multi-label loss", "Tab. 3", "multi_label=0"),
     ("1 stage", "Tab. 2", "stages=1"),
-    # the round-3 model: 1 + 2 + 1 Transformer blocks around the groupings
-    ("with Transformer blocks (1 + 2 + 1)", "", "depths=1/2/1"),
-    ("ViT, pixel-wise (4 blocks, as many parameters)", "Tab. 4", "vit=True"),
+    # round 5's lead: the patch embedding and the two GroupingBlocks only
+    ("without Transformer blocks (depths=0/0/0, assign_std=0.2)", "", "depths=0/0/0,assign_std=0.2"),
+    ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 4 blocks
     # patch embedding + linear head: labels every patch from its own pixels only
     ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
 )
 KMEANS = "ViT + K-means (K=4, as many groups as GroupViT ends with)"
+
+
+def _row_order() -> list[str]:
+  names = []
+  for name, _, arg in VARIANTS:
+    names.append(name)
+    if arg == "vit=True":
+      names.append(KMEANS)
+  return names
 
 
 def run(args) -> dict:
@@ -72,6 +84,7 @@ def run(args) -> dict:
         entry["seeds"][str(seed)] = result["mIoU"]
         entry["train_seconds"][str(seed)] = secs
         entry["steps"] = int(config.total_steps)
+        entry["machine"] = args.machine
         print(f"{eval_name} seed {seed}: mIoU {result['mIoU']:.3f} "
               f"(bg threshold {result['bg_threshold']}, trained {secs / 60:.1f} min)", flush=True)
   return {"rows": rows, "chance_miou": demo.chance_miou(eval_root)}
@@ -79,19 +92,23 @@ def run(args) -> dict:
 
 def table(out: dict, args) -> str:
   tables = {n: t or "-" for n, t, _ in VARIANTS} | {KMEANS: "Tab. 4"}
-  lines = ["| variant | paper | mIoU per seed | mean | train min/run |",
-           "|---|---|---|---|---|"]
+  machines = sorted({row.get("machine", out["machine"]) for row in out["rows"].values()})
+  lines = ["| variant | paper | mIoU per seed | mean | train min/run |"
+           + (" measured |" if len(machines) > 1 else ""),
+           "|---|---|---|---|---|" + ("---|" if len(machines) > 1 else "")]
   for name, row in out["rows"].items():
     vals = [row["seeds"][s] for s in sorted(row["seeds"])]
     per = ", ".join(f"{s}: {row['seeds'][s]:.3f}" for s in sorted(row["seeds"]))
     mins = np.mean(list(row["train_seconds"].values())) / 60
-    lines.append(f"| {name} | {tables[name]} | {per} | {np.mean(vals):.3f} | {mins:.1f} |")
+    when = f" {machines.index(row.get('machine', out['machine'])) + 1} |" if len(machines) > 1 else ""
+    lines.append(f"| {name} | {tables[name]} | {per} | {np.mean(vals):.3f} | {mins:.1f} |{when}")
   lines.append(f"| background everywhere | | | {out['chance_miou']:.3f} | |")
   steps = next(iter(out["rows"].values()))["steps"] if out["rows"] else 0
   return "\n".join(lines) + (
       f"\n\nmIoU (fraction, background included) on {args.test_images} held-out test images of "
       f"world seed {args.world_seed}, {steps} steps x batch 64 per run; K-means reuses the ViT "
-      f"checkpoints. Machine: {out['machine']}.\n")
+      f"checkpoints. Machine: {machines[0] if len(machines) == 1 else ''}"
+      + "".join(f"\n({i + 1}) {m}" for i, m in enumerate(machines) if len(machines) > 1) + ".\n")
 
 
 def main(argv=None) -> int:
@@ -105,18 +122,29 @@ def main(argv=None) -> int:
   p.add_argument("--runs", default=os.path.join(REPO, "runs", "shapes_ablations"))
   p.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
   p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
+  p.add_argument("--merge", action="store_true",
+                 help="keep the rows of the existing shapes_ablations.json that were not run")
   args = p.parse_args(argv)
   demo.show_training_progress()
   start = time.time()
-  out = run(args)
   info = machine()
-  out["machine"] = f"{info['cpu']}, {info['cpu_count']} cores, {info['date']}"
+  args.machine = f"{info['cpu']}, {info['cpu_count']} cores, {info['date']}"
+  out = run(args)
+  out["machine"] = args.machine
+  path = os.path.join(args.out, "shapes_ablations.json")
+  if args.merge and os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    for row in old["rows"].values():
+      row.setdefault("machine", old.get("machine", "unknown"))
+    out["rows"] = {**old["rows"], **out["rows"]}
+    out["rows"] = {n: out["rows"][n] for n in _row_order() if n in out["rows"]}
   out["seconds"] = time.time() - start
   os.makedirs(args.out, exist_ok=True)
   md = table(out, args)
   with open(os.path.join(args.out, "shapes_ablations.md"), "w") as f:
     f.write("# Shapes-world ablations\n\n" + md)
-  with open(os.path.join(args.out, "shapes_ablations.json"), "w") as f:
+  with open(path, "w") as f:
     json.dump(out, f, indent=1)
   print("\n" + md)
   return 0

@@ -303,14 +303,15 @@ KIND_COLORS = (("circle", ("red", "orange")), ("square", ("blue", "purple")),
 
 # The world of ``make demo`` (groupvit_jax/demo.py), tuned so that segments can emerge and be
 # named within ~1k steps of a small model on a CPU (experiments/results/shapes_demo_notes.md):
-# larger objects, captions that name every object more often and mostly name the background
-# as a noun ("... in front of a checkerboard", so the background kinds are words too), 20% of
-# training scenes without objects, and shape kinds with their own colours. ``any_colour_world``
-# is the same world with every shape in any colour: there the kind names can only be learnt
-# from geometry.
+# larger objects, captions that name every object more often and mostly describe the
+# background, and shape kinds with their own colours. ``any_colour_world`` is the same world with
+# every shape in any colour: there the kind names can only be learnt from geometry. Round 5 of
+# the notes adds ``ROUND5_WORLD_OPTIONS`` (``python -m groupvit_jax.demo --round5``).
 DEMO_WORLD = WorldConfig(min_size=0.3, max_size=0.5, min_visible=0.6, name_all=0.7,
-                         describe_background=0.8, background_nouns=True, empty_scenes=0.2,
-                         kind_colors=KIND_COLORS)
+                         describe_background=0.6, kind_colors=KIND_COLORS)
+# The background named with nouns ("... in front of a checkerboard": the background kinds are
+# words too) and 20% of training scenes without objects.
+ROUND5_WORLD_OPTIONS = dict(describe_background=0.8, background_nouns=True, empty_scenes=0.2)
 
 
 def any_colour_world(cfg: WorldConfig = DEMO_WORLD) -> WorldConfig:

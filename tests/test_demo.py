@@ -34,3 +34,17 @@ def test_short_demo_lowers_the_loss_and_reports_miou(tmp_path):
   key = metrics["pictures"][0]
   assert os.path.exists(out / f"{key}_groupvit_overlay.png")
   assert os.path.exists(out / f"{key}_groups.png")
+
+
+def test_round5_flag_selects_its_world_and_model():
+  from groupvit_jax.model_config import GroupViTConfig  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.train import config_lib  # pylint: disable=g-import-not-at-top
+  from input_pipeline import synthetic_world as sw  # pylint: disable=g-import-not-at-top
+  assert demo.variant(False, "lr=1e-3") == (None, "lr=1e-3")
+  world, arg = demo.variant(True, "assign_std=0.1")
+  assert world.background_nouns and world.empty_scenes == 0.2 and world.describe_background == 0.8
+  assert world.kind_colors == sw.DEMO_WORLD.kind_colors  # otherwise the demo world
+  config = config_lib.load_config(os.path.join(demo.REPO, "configs", "shapes.py"), arg)
+  vision = GroupViTConfig.from_dict(config.model.to_dict()).vision
+  assert vision.depths == (0, 0, 0)
+  assert vision.assign_qk_init_std == 0.1  # the user's arguments come after the preset
