@@ -102,7 +102,8 @@ def table(out: dict, args) -> str:
     mins = np.mean(list(row["train_seconds"].values())) / 60
     when = f" {machines.index(row.get('machine', out['machine'])) + 1} |" if len(machines) > 1 else ""
     lines.append(f"| {name} | {tables[name]} | {per} | {np.mean(vals):.3f} | {mins:.1f} |{when}")
-  lines.append(f"| background everywhere | | | {out['chance_miou']:.3f} | |")
+  lines.append(f"| background everywhere | | | {out['chance_miou']:.3f} | |"
+               + (" |" if len(machines) > 1 else ""))
   steps = next(iter(out["rows"].values()))["steps"] if out["rows"] else 0
   return "\n".join(lines) + (
       f"\n\nmIoU (fraction, background included) on {args.test_images} held-out test images of "
