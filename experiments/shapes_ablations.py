@@ -59,6 +59,14 @@ def _row_order() -> list[str]:
   return names
 
 
+def merge_rows(old: dict, rows: dict) -> dict:
+  """The rows of an earlier ``shapes_ablations.json`` (``old``) updated with newly measured
+  ``rows``, in table order; old rows keep the machine they were measured on."""
+  kept = {n: {"machine": old.get("machine", "unknown"), **r} for n, r in old["rows"].items()}
+  merged = {**kept, **rows}
+  return {n: merged[n] for n in _row_order() if n in merged}
+
+
 def run(args) -> dict:
   _, shards, eval_root = demo.make_world(args.data, args.world_seed, args.train_images, 200,
                                          args.test_images)
@@ -135,11 +143,7 @@ def main(argv=None) -> int:
   path = os.path.join(args.out, "shapes_ablations.json")
   if args.merge and os.path.exists(path):
     with open(path) as f:
-      old = json.load(f)
-    for row in old["rows"].values():
-      row.setdefault("machine", old.get("machine", "unknown"))
-    out["rows"] = {**old["rows"], **out["rows"]}
-    out["rows"] = {n: out["rows"][n] for n in _row_order() if n in out["rows"]}
+      out["rows"] = merge_rows(json.load(f), out["rows"])
   out["seconds"] = time.time() - start
   os.makedirs(args.out, exist_ok=True)
   md = table(out, args)

@@ -1,6 +1,7 @@
 """The synthetic shapes world: deterministic, captions true to the masks, files readable by the
 real training and evaluation readers."""
 
+import dataclasses
 import json
 import re
 import tarfile
@@ -39,8 +40,11 @@ def named_objects(caption: str) -> list[tuple[str | None, str]]:
   return found
 
 
-@pytest.mark.parametrize("cfg", [CFG, sw.DEMO_WORLD, sw.any_colour_world()],
-                         ids=["default", "demo", "any_colour"])
+ROUND5_WORLD = dataclasses.replace(sw.DEMO_WORLD, **sw.ROUND5_WORLD_OPTIONS)
+
+
+@pytest.mark.parametrize("cfg", [CFG, sw.DEMO_WORLD, sw.any_colour_world(), ROUND5_WORLD],
+                         ids=["default", "demo", "any_colour", "round5"])
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_captions_agree_with_masks(split, cfg):
   for i in range(200):
