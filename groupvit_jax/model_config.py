@@ -37,6 +37,12 @@ class VisionConfig:
   # assignment logits start near 0.04 in size at 0.02, far below the Gumbel noise (std 1.3), so
   # early grouping is noise; ~1/sqrt(embed_dim) starts them near 1. Only the starting point.
   assign_qk_init_std: float = 0.02
+  # The reference adds the group tokens' pre-assignment cross-attention output to every segment
+  # (``z = out + p``, spec 1.5 step 5), so each segment also carries a summary of the whole
+  # image. False keeps ``z = out``: a segment is the mean of its own tokens only. A departure from
+  # the reference, for probing small models (experiments/results/shapes_demo_notes.md, round 6);
+  # no parameter changes, so checkpoints load either way.
+  group_token_residual: bool = True
   assign_eps: float = 1.0
   assign_mlp_ratio: tuple[float, float] = (0.5, 4.0)
   layer_norm_eps: float = 1e-5

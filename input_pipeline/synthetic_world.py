@@ -252,15 +252,19 @@ def empty_caption(rng: np.random.Generator, background: str, background_nouns: b
 # ---- scenes -----------------------------------------------------------------------------------------
 
 
+def _with_sensor_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+  """[n, n, 3] float image -> uint8, with N(0, 4) pixel noise (a camera's, so no area is flat)."""
+  return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+
+
 def render_scene(rng: np.random.Generator, cfg: WorldConfig, allow_empty: bool = False) -> Scene:
   """One scene; with ``allow_empty`` (training scenes), empty with probability
   ``cfg.empty_scenes``."""
   n = cfg.image_size
   background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
   if allow_empty and cfg.empty_scenes > 0 and rng.random() < cfg.empty_scenes:
-    image = _background(rng, background, n) + rng.normal(0, 4, (n, n, 3))
-    return Scene(image=np.clip(image, 0, 255).astype(np.uint8), mask=np.zeros((n, n), np.uint8),
-                 objects=[], background=background,
+    image = _with_sensor_noise(rng, _background(rng, background, n))
+    return Scene(image=image, mask=np.zeros((n, n), np.uint8), objects=[], background=background,
                  caption=empty_caption(rng, background, cfg.background_nouns))
   canvas = Image.fromarray(_background(rng, background, n).astype(np.uint8))
   mask_img = Image.new("L", (n, n), 0)
@@ -288,8 +292,7 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig, allow_empty: bool =
     obj.visible_fraction = frac if frac >= cfg.min_visible else 0.0
   if not any(o.visible_fraction > 0 for o in objects):  # keep the top object nameable
     objects[-1].visible_fraction = 1.0
-  image = np.asarray(canvas, np.float32) + rng.normal(0, 4, (n, n, 3))
-  image = np.clip(image, 0, 255).astype(np.uint8)
+  image = _with_sensor_noise(rng, np.asarray(canvas, np.float32))  # drawn before the caption
   return Scene(image=image, mask=np.asarray(mask_img).copy(), objects=objects,
                background=background, caption=make_caption(rng, objects, background, cfg.name_all,
                                             cfg.describe_background, cfg.color_mention,

@@ -253,3 +253,25 @@ def test_assign_qk_init_std_sets_only_the_assignment_q_k_kernels():
   assert abs(std(big.downsample.assign.q_proj) - 0.1) < 0.02
   assert abs(std(big.downsample.assign.k_proj) - 0.1) < 0.02
   assert abs(std(big.downsample.assign.v_proj) - 0.02) < 0.004  # v and out stay at 0.02
+
+
+def test_group_token_residual_off_leaves_empty_segments_nothing_of_the_image():
+  """Spec 1.5 step 5 adds the pre-assignment output p (a summary of the whole image) to every
+  segment; with ``group_token_residual=False`` a segment is its own tokens only, so every empty
+  segment (4 tokens, 8 groups) is the same vector, whatever its group token saw."""
+  from groupvit_jax.models.grouping import GroupingBlock  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(1), (1, 4, 16))
+  g = jax.random.normal(jax.random.key(2), (1, 8, 16))
+  outs = {}
+  for residual in (True, False):
+    block = GroupingBlock(16, 2, 8, 8, group_token_residual=residual, dtype=jnp.float32,
+                          param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    out, maps = block(x, g)
+    empty = np.asarray(maps["hard"][0].sum(-1)) == 0
+    assert empty.sum() >= 4
+    outs[residual] = np.asarray(out[0])[empty]
+  np.testing.assert_allclose(outs[False], np.broadcast_to(outs[False][:1], outs[False].shape),
+                             atol=1e-6)
+  assert np.abs(outs[True] - outs[True][:1]).max() > 1e-2  # the reference: each carries its p
+  enc = gv.GroupViT(tiny(group_token_residual=False), rngs=nnx.Rngs(0)).img_encoder
+  assert [l.downsample.group_token_residual for l in enc.layers if l.downsample] == [False, False]

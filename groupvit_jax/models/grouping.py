@@ -20,7 +20,7 @@ class GroupingBlock(nnx.Module):
 
   def __init__(self, dim: int, num_heads: int, num_group_token: int, num_output_group: int, *,
                hard: bool = True, gumbel: bool = True, assign_eps: float = 1.0,
-               assign_qk_init_std: float = 0.02,
+               assign_qk_init_std: float = 0.02, group_token_residual: bool = True,
                assign_mlp_ratio: tuple[float, float] = (0.5, 4.0), block_mlp_ratio: float = 4.0,
                eps: float = 1e-5, act: str = "gelu", dtype: Dtype, param_dtype: Dtype,
                rngs: nnx.Rngs):
@@ -38,6 +38,7 @@ class GroupingBlock(nnx.Module):
                                           act=act, **dense)
     self.assign = AssignAttention(dim, hard=hard, gumbel=gumbel, assign_eps=assign_eps,
                                   qk_init_std=assign_qk_init_std, **dense)
+    self.group_token_residual = group_token_residual
     self.norm_new_x = LayerNorm(dim, **norm)
     self.mlp_channels = Mlp(dim, channels_dim, dim, act=act, init_std=(0.02, 0.02), **dense)
 
@@ -53,7 +54,8 @@ class GroupingBlock(nnx.Module):
     projected = self.norm_post_tokens(self.mlp_inter(group_tokens))
     projected = self.pre_assign_attn(projected, x)
     new_x, maps = self.assign(projected, x, train=train, rngs=rngs)
-    new_x = new_x + projected
+    if self.group_token_residual:  # the reference (see VisionConfig.group_token_residual)
+      new_x = new_x + projected
     new_x = new_x + self.mlp_channels(self.norm_new_x(new_x))
     return new_x, maps
 
@@ -76,7 +78,7 @@ class GroupingLayer(nnx.Module):
                num_output_group: int | None, num_prev_group_token: int, drop_path: list[float],
                mlp_ratio: float = 4.0, qkv_bias: bool = True, hard: bool = True,
                gumbel: bool = True, assign_eps: float = 1.0, assign_qk_init_std: float = 0.02,
-               assign_mlp_ratio=(0.5, 4.0), eps: float = 1e-5,
+               group_token_residual: bool = True, assign_mlp_ratio=(0.5, 4.0), eps: float = 1e-5,
                act: str = "gelu", remat: bool = False, dtype: Dtype, param_dtype: Dtype,
                rngs: nnx.Rngs):
     dense = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -96,6 +98,7 @@ class GroupingLayer(nnx.Module):
       self.downsample = GroupingBlock(dim, num_heads, num_group_token, num_output_group, hard=hard,
                                       gumbel=hard and gumbel, assign_eps=assign_eps,
                                       assign_qk_init_std=assign_qk_init_std,
+                                      group_token_residual=group_token_residual,
                                       assign_mlp_ratio=assign_mlp_ratio, block_mlp_ratio=mlp_ratio,
                                       eps=eps, act=act, **dense)
     else:

@@ -102,7 +102,7 @@ class VisionEncoder(nnx.Module):
           num_prev_group_token=cfg.num_group_tokens[s - 1] if s > 0 else 0,
           drop_path=dpr[start:start + depth], mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
           hard=cfg.hard_assignment, gumbel=cfg.gumbel, assign_eps=cfg.assign_eps,
-          assign_qk_init_std=cfg.assign_qk_init_std,
+          assign_qk_init_std=cfg.assign_qk_init_std, group_token_residual=cfg.group_token_residual,
           assign_mlp_ratio=cfg.assign_mlp_ratio, eps=eps, act=cfg.act, remat=remat, dtype=dtype,
           param_dtype=param_dtype, rngs=rngs))
       start += depth
