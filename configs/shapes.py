@@ -40,12 +40,13 @@ def shapes_model(stages: int, hard: bool, multi_label: int, vit: bool, width: in
                  text_width: int = 64, text_layers: int = 2, image_size: int = 64,
                  proj_layers: int = 1, pos_embed: str = "normal", depths: str = "1/2/1",
                  groups: str = "16/4", gumbel: bool = True, assign_std: float = 0.02,
-                 vit_depth: int = 4, group_residual: bool = True) -> GroupViTConfig:
+                 vit_depth: int = 4, group_residual: bool = True,
+                 patch: int = 8) -> GroupViTConfig:
   """``depths`` / ``groups``: the 2-stage model's blocks per stage and group tokens per grouping
   stage ('/'-separated); the 1-stage model keeps the same total depth. ``vit_depth``: blocks of
   the ViT baseline (4: the default GroupViT's depth, and as many parameters as the block-free
   ``depths=0/0/0`` GroupViT)."""
-  common = dict(img_size=image_size, patch_size=8, embed_dim=width, drop_path_rate=0.0,
+  common = dict(img_size=image_size, patch_size=patch, embed_dim=width, drop_path_rate=0.0,
                 hard_assignment=hard, gumbel=gumbel, pos_embed_init=pos_embed,
                 assign_qk_init_std=assign_std, group_token_residual=group_residual)
   d = tuple(int(v) for v in depths.split("/"))
@@ -73,12 +74,12 @@ def get_config(arg=None):
                              batch=64, width=96, text_width=64, text_layers=2, lr=5e-4, seed=0,
                              proj_layers=1, pos_embed="normal", depths="1/2/1", groups="16/4",
                              gumbel=True, assign_std=0.02, vit_depth=4,
-                             group_residual=True)
+                             group_residual=True, patch=8)
   model = shapes_model(arg.stages, arg.hard, arg.multi_label, arg.vit, arg.width, arg.text_width,
                        arg.text_layers, proj_layers=arg.proj_layers, pos_embed=arg.pos_embed,
                        depths=arg.depths, groups=arg.groups, gumbel=arg.gumbel,
                        assign_std=arg.assign_std, vit_depth=arg.vit_depth,
-                       group_residual=arg.group_residual)
+                       group_residual=arg.group_residual, patch=arg.patch)
   config = config_lib.base_config(model)
   config.seed = arg.seed
   config.steps_per_epoch = arg.steps

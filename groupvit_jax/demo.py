@@ -2,16 +2,17 @@
 
 1. writes the synthetic shapes world (input_pipeline/synthetic_world.py): webdataset training
    shards and val/test splits with ground-truth masks;
-2. trains a small 2-stage GroupViT with configs/shapes.py through the real trainer
-   (groupvit_jax.train.loop), captions only;
-3. trains the pixel-wise baseline: a ViT of the same width and size with the same losses and
-   recipe (the paper's Table 4 baseline, configs/shapes.py:vit=True);
+2. trains a small GroupViT with configs/shapes.py through the real trainer
+   (groupvit_jax.train.loop), captions only (the configuration: ``VARIANTS`` below);
+3. trains the pixel-wise baseline: a ViT of the same width, patch size and parameter count with
+   the same losses and recipe (the paper's Table 4 baseline, configs/shapes.py:vit=True);
 4. picks each model's background threshold on the val split and evaluates zero-shot
    segmentation on the test split through the real evaluation (protocol ``shapes``), with the
    four shape names as the vocabulary;
 5. writes results/shapes/metrics.json, overlay pictures and group maps.
 
     python -m groupvit_jax.demo [--out results/shapes] [--data data/shapes] [--steps N]
+        [--variant round6|round5|round3]
 """
 
 from __future__ import annotations
@@ -26,10 +27,21 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The lead of round 5 (experiments/results/shapes_demo_notes.md): a GroupViT without Transformer
-# blocks and a larger init of the assignment's q/k, on the world whose captions name the
-# background with nouns (``--round5``).
-ROUND5_CONFIG_ARG = "depths=0/0/0,assign_std=0.2"
+# The configurations the demo can run (rounds of experiments/results/shapes_demo_notes.md):
+# options of the world on top of synthetic_world.DEMO_WORLD (by name: that module's constants)
+# and configs/shapes.py arguments given to both models, the user's --config-arg after them.
+#   round6 (the default): a 1-stage GroupViT without Transformer blocks, 4 px patches, 16 group
+#     tokens to 16 segments, each segment the mean of its own tokens (``group_residual=False``);
+#     the baseline ViT has 2 blocks, as many parameters; captions name the background with nouns.
+#   round5: 2 stages without blocks, 8 px patches, the reference's segment residual.
+#   round3: configs/shapes.py as it is (the configuration of the ablation table).
+VARIANTS = {
+    "round6": ("ROUND5_WORLD_OPTIONS", "stages=1,depths=0/0/0,groups=16/16,patch=4,"
+               "assign_std=0.2,group_residual=False,vit_depth=2"),
+    "round5": ("ROUND5_WORLD_OPTIONS", "depths=0/0/0,assign_std=0.2"),
+    "round3": (None, ""),
+}
+DEFAULT_VARIANT = "round6"
 
 TITLES = {"groupvit": "GroupViT", "vit_pixelwise": "ViT pixel-wise"}
 # Background thresholds tried on val. The score of a group is a product of two softmaxes over the
@@ -41,14 +53,17 @@ def banner(text: str) -> None:
   print(f"\n=== {text} ===", flush=True)
 
 
-def variant(round5: bool, config_arg: str):
-  """-> (world config or None for the demo world, configs/shapes.py arguments); with ``round5``
-  the round-5 world and config arguments, ``config_arg`` applied after them."""
-  if not round5:
-    return None, config_arg
+def variant(name: str, config_arg: str = ""):
+  """-> (world config, configs/shapes.py arguments) of the demo variant ``name`` (``VARIANTS``),
+  ``config_arg`` applied after the variant's arguments."""
   from input_pipeline import synthetic_world  # pylint: disable=g-import-not-at-top
-  world = dataclasses.replace(synthetic_world.DEMO_WORLD, **synthetic_world.ROUND5_WORLD_OPTIONS)
-  return world, ",".join(filter(None, [ROUND5_CONFIG_ARG, config_arg]))
+  if name not in VARIANTS:
+    raise ValueError(f"unknown demo variant {name!r}; expected one of {sorted(VARIANTS)}")
+  options, arg = VARIANTS[name]
+  world = synthetic_world.DEMO_WORLD
+  if options:
+    world = dataclasses.replace(world, **getattr(synthetic_world, options))
+  return world, ",".join(filter(None, [arg, config_arg]))
 
 
 def make_world(data: str, seed: int, num_train: int, num_val: int, num_test: int,
@@ -173,12 +188,11 @@ def main(argv=None) -> int:
                  "geometry alone; see experiments/results/shapes_demo_notes.md)")
   p.add_argument("--config-arg", default="",
                  help="extra configs/shapes.py arguments for both runs, e.g. 'batch=32,lr=1e-3'")
-  p.add_argument("--round5", action="store_true",
-                 help=f"the lead of round 5 of the notes: config arguments {ROUND5_CONFIG_ARG!r} "
-                 "(before --config-arg) on the world with background nouns and empty scenes "
-                 "(input_pipeline.synthetic_world.ROUND5_WORLD_OPTIONS)")
+  p.add_argument("--variant", default=DEFAULT_VARIANT, choices=sorted(VARIANTS),
+                 help="which configuration of the notes' rounds to run (groupvit_jax/demo.py "
+                 f"VARIANTS; default {DEFAULT_VARIANT})")
   args = p.parse_args(argv)
-  world_cfg, args.config_arg = variant(args.round5, args.config_arg)
+  world_cfg, args.config_arg = variant(args.variant, args.config_arg)
   os.makedirs(args.out, exist_ok=True)
   show_training_progress()
   t0 = time.time()
@@ -210,7 +224,7 @@ def main(argv=None) -> int:
       "chance_miou": chance_miou(eval_root),
       "protocol": "shapes (whole 64x64 test images; background threshold chosen on val)",
       "seed": args.seed, "num_test_images": results["groupvit"]["num_images"],
-      "config_arg": args.config_arg,
+      "variant": args.variant, "config_arg": args.config_arg,
       "world": world.to_dict(),
       "per_class_iou": {n: r["per_class_iou"] for n, r in results.items()},
       "bg_threshold": thresholds,

@@ -126,6 +126,11 @@ def test_shapes_vit_baseline_is_the_size_of_the_groupvit():
   groupvit, vit = image_params("depths=0/0/0"), image_params("vit=True,depths=0/0/0")
   assert abs(vit - groupvit) < 0.05 * groupvit, (groupvit, vit)
   assert image_params("vit=True,vit_depth=0") < 0.1 * groupvit  # the knob reaches the model
+  # make demo's round-6 models: a 1-stage block-free GroupViT and its 2-block ViT baseline.
+  from groupvit_jax import demo  # pylint: disable=g-import-not-at-top
+  arg = demo.variant("round6")[1]
+  groupvit, vit = image_params(arg), image_params(arg + ",vit=True")
+  assert abs(vit - groupvit) < 0.05 * groupvit, (groupvit, vit)
 
 
 def test_shapes_assignment_knobs_reach_the_model_config():
