@@ -1,23 +1,26 @@
 """The paper's ablations in miniature, on the synthetic shapes world (issue: make demo).
 
-Trains every variant of configs/shapes.py for each seed on one world, evaluates zero-shot
-segmentation of the held-out test split exactly like ``make demo`` (background threshold chosen on
-val, protocol ``shapes``), and writes a markdown table plus the raw numbers:
+Trains every variant of a base configuration (a ``make demo`` variant, groupvit_jax/demo.py
+VARIANTS: its world and configs/shapes.py arguments) for each seed on one world, evaluates
+zero-shot segmentation of the held-out test split exactly like ``make demo`` (background threshold
+chosen on val, protocol ``shapes``), and writes a markdown table plus the raw numbers to
+shapes_ablations_{base}.md / .json. Base ``round6`` (the demo's default):
 
-  variant                     paper table   config
-  GroupViT 2-stage, hard, ML  (reference)   configs/shapes.py
-  soft assignment             Table 1       configs/shapes.py:hard=False
-  no multi-label loss         Table 3       configs/shapes.py:multi_label=0
-  1 stage                     Table 2       configs/shapes.py:stages=1
-  without Transformer blocks  (round 5)     configs/shapes.py:depths=0/0/0,assign_std=0.2
-  ViT, pixel-wise             Table 4       configs/shapes.py:vit=True (4 blocks, same size)
-  ViT + K-means (K=4)         Table 4       the same ViT checkpoints, patch tokens clustered
-  ViT without blocks          (round 5)     configs/shapes.py:vit=True,vit_depth=0
+  variant                      paper table   arguments after the base's
+  GroupViT (1 stage, ...)      (reference)   -
+  soft assignment              Table 1       hard=False
+  no multi-label loss          Table 3       multi_label=0
+  2 stages                     Table 2       stages=2,groups=16/8
+  the reference's residual     (round 6)     group_residual=True
+  ViT, pixel-wise              Table 4       vit=True (2 blocks: as many parameters)
+  ViT + K-means (K=16)         Table 4       the same ViT checkpoints, patch tokens clustered
+  ViT without blocks           (round 5)     vit=True,vit_depth=0
 
-``--only NAME ... --merge`` runs some variants and keeps the other rows of the existing
-shapes_ablations.json (each row records the machine and date it was measured on).
+Base ``round3`` (configs/shapes.py as it is) has the rows of ``ROWS["round3"]``.
+``--only NAME ... --merge`` runs some variants and keeps the other rows of the existing json
+(each row records the machine and date it was measured on).
 
-    python experiments/shapes_ablations.py [--seeds 0 1] [--steps N] [--out experiments/results]
+    python experiments/shapes_ablations.py [--base round6] [--seeds 0 1] [--steps N]
 """
 
 from __future__ import annotations
@@ -36,56 +39,73 @@ sys.path[:0] = [REPO, os.path.join(REPO, "experiments", "benchmarks")]
 from bench_common import machine  # noqa: E402  pylint: disable=g-import-not-at-top
 from groupvit_jax import demo  # noqa: E402  pylint: disable=g-import-not-at-top
 
-VARIANTS = (  # name, paper table, configs/shapes.py argument
-    ("GroupViT (2-stage, hard, multi-label)", "ref", ""),
-    ("soft assignment", "Tab. 1", "hard=False"),
-    ("no multi-label loss", "Tab. 3", "multi_label=0"),
-    ("1 stage", "Tab. 2", "stages=1"),
-    # round 5's lead: the patch embedding and the two GroupingBlocks only
-    ("without Transformer blocks (depths=0/0/0, assign_std=0.2)", "", "depths=0/0/0,assign_std=0.2"),
-    ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 4 blocks
-    # patch embedding + linear head: labels every patch from its own pixels only
-    ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
-)
-KMEANS = "ViT + K-means (K=4, as many groups as GroupViT ends with)"
+ROWS = {  # base -> (name, paper table, configs/shapes.py arguments after the base's)
+    "round6": (
+        ("GroupViT (1 stage, no blocks, 4 px patches, 16 segments)", "ref", ""),
+        ("soft assignment", "Tab. 1", "hard=False"),
+        ("no multi-label loss", "Tab. 3", "multi_label=0"),
+        ("2 stages (16 then 8 segments)", "Tab. 2", "stages=2,groups=16/8"),
+        ("with the reference's segment residual (z = out + p)", "", "group_residual=True"),
+        ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 2 blocks: the GroupViT's parameter count
+        ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
+    ),
+    "round3": (
+        ("GroupViT (2-stage, hard, multi-label)", "ref", ""),
+        ("soft assignment", "Tab. 1", "hard=False"),
+        ("no multi-label loss", "Tab. 3", "multi_label=0"),
+        ("1 stage", "Tab. 2", "stages=1"),
+        # round 5's lead: the patch embedding and the two GroupingBlocks only
+        ("without Transformer blocks (depths=0/0/0, assign_std=0.2)", "",
+         "depths=0/0/0,assign_std=0.2"),
+        ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 4 blocks
+        # patch embedding + linear head: labels every patch from its own pixels only
+        ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
+    ),
+}
+KMEANS_K = {"round6": 16, "round3": 4}  # as many clusters as the base GroupViT has final groups
 
 
-def _row_order() -> list[str]:
+def kmeans_name(base: str) -> str:
+  return f"ViT + K-means (K={KMEANS_K[base]}, as many groups as GroupViT ends with)"
+
+
+def _row_order(base: str) -> list[str]:
   names = []
-  for name, _, arg in VARIANTS:
+  for name, _, arg in ROWS[base]:
     names.append(name)
     if arg == "vit=True":
-      names.append(KMEANS)
+      names.append(kmeans_name(base))
   return names
 
 
-def merge_rows(old: dict, rows: dict) -> dict:
-  """The rows of an earlier ``shapes_ablations.json`` (``old``) updated with newly measured
+def merge_rows(old: dict, rows: dict, base: str) -> dict:
+  """The rows of an earlier ``shapes_ablations_{base}.json`` (``old``) updated with newly measured
   ``rows``, in table order; old rows keep the machine they were measured on."""
   kept = {n: {"machine": old.get("machine", "unknown"), **r} for n, r in old["rows"].items()}
   merged = {**kept, **rows}
-  return {n: merged[n] for n in _row_order() if n in merged}
+  return {n: merged[n] for n in _row_order(base) if n in merged}
 
 
 def run(args) -> dict:
+  world, base_arg = demo.variant(args.base)
   _, shards, eval_root = demo.make_world(args.data, args.world_seed, args.train_images, 200,
-                                         args.test_images)
+                                         args.test_images, cfg=world)
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.evaluate.baselines import KMeansGrouping  # pylint: disable=g-import-not-at-top
   rows: dict[str, dict] = {}
   for seed in args.seeds:
-    for name, _, arg in VARIANTS:
+    for name, _, arg in ROWS[args.base]:
       if args.only and name not in args.only:
         continue
       tag = (arg or "groupvit").replace("=", "-").replace("/", "-").replace(",", "_")
-      workdir = os.path.join(args.runs, f"{tag}_seed{seed}")
+      workdir = os.path.join(args.runs, args.base, f"{tag}_seed{seed}")
       demo.banner(f"{name}, seed {seed}")
-      secs, config = demo.train(",".join(filter(None, [arg, f"seed={seed}"])), shards, workdir,
-                                args.steps)
+      secs, config = demo.train(",".join(filter(None, [base_arg, arg, f"seed={seed}"])), shards,
+                                workdir, args.steps)
       model = load_pretrained(workdir)
       evals = {name: model}
       if arg == "vit=True":
-        evals[KMEANS] = KMeansGrouping(model, k=4)
+        evals[kmeans_name(args.base)] = KMeansGrouping(model, k=KMEANS_K[args.base])
       for eval_name, m in evals.items():
         result = demo.evaluate(m, eval_root)
         entry = rows.setdefault(eval_name, {"seeds": {}, "train_seconds": {}})
@@ -99,7 +119,7 @@ def run(args) -> dict:
 
 
 def table(out: dict, args) -> str:
-  tables = {n: t or "-" for n, t, _ in VARIANTS} | {KMEANS: "Tab. 4"}
+  tables = {n: t or "-" for n, t, _ in ROWS[args.base]} | {kmeans_name(args.base): "Tab. 4"}
   machines = sorted({row.get("machine", out["machine"]) for row in out["rows"].values()})
   lines = ["| variant | paper | mIoU per seed | mean | train min/run |"
            + (" measured |" if len(machines) > 1 else ""),
@@ -113,15 +133,19 @@ def table(out: dict, args) -> str:
   lines.append(f"| background everywhere | | | {out['chance_miou']:.3f} | |"
                + (" |" if len(machines) > 1 else ""))
   steps = next(iter(out["rows"].values()))["steps"] if out["rows"] else 0
+  base_arg = demo.VARIANTS[args.base][1]
   return "\n".join(lines) + (
       f"\n\nmIoU (fraction, background included) on {args.test_images} held-out test images of "
-      f"world seed {args.world_seed}, {steps} steps x batch 64 per run; K-means reuses the ViT "
-      f"checkpoints. Machine: {machines[0] if len(machines) == 1 else ''}"
+      f"world seed {args.world_seed}, {steps} steps x batch 64 per run, base configuration "
+      f"{args.base!r} of groupvit_jax/demo.py VARIANTS ({base_arg or 'configs/shapes.py as it is'})"
+      f"; K-means reuses the ViT checkpoints. Machine: {machines[0] if len(machines) == 1 else ''}"
       + "".join(f"\n({i + 1}) {m}" for i, m in enumerate(machines) if len(machines) > 1) + ".\n")
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--base", default=demo.DEFAULT_VARIANT, choices=sorted(ROWS),
+                 help="the demo variant whose model is ablated (default: the demo's)")
   p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   p.add_argument("--steps", type=int, default=None, help="steps per run (default: the config's)")
   p.add_argument("--world-seed", type=int, default=0)
@@ -132,7 +156,7 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
   p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
   p.add_argument("--merge", action="store_true",
-                 help="keep the rows of the existing shapes_ablations.json that were not run")
+                 help="keep the rows of the existing shapes_ablations_{base}.json that were not run")
   args = p.parse_args(argv)
   demo.show_training_progress()
   start = time.time()
@@ -140,15 +164,16 @@ def main(argv=None) -> int:
   args.machine = f"{info['cpu']}, {info['cpu_count']} cores, {info['date']}"
   out = run(args)
   out["machine"] = args.machine
-  path = os.path.join(args.out, "shapes_ablations.json")
+  out["base"] = args.base
+  path = os.path.join(args.out, f"shapes_ablations_{args.base}.json")
   if args.merge and os.path.exists(path):
     with open(path) as f:
-      out["rows"] = merge_rows(json.load(f), out["rows"])
+      out["rows"] = merge_rows(json.load(f), out["rows"], args.base)
   out["seconds"] = time.time() - start
   os.makedirs(args.out, exist_ok=True)
   md = table(out, args)
-  with open(os.path.join(args.out, "shapes_ablations.md"), "w") as f:
-    f.write("# Shapes-world ablations\n\n" + md)
+  with open(os.path.join(args.out, f"shapes_ablations_{args.base}.md"), "w") as f:
+    f.write(f"# Shapes-world ablations (base: {args.base})\n\n" + md)
   with open(path, "w") as f:
     json.dump(out, f, indent=1)
   print("\n" + md)
