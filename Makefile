@@ -17,22 +17,27 @@ $(VENV)/.core.stamp: pyproject.toml | $(PY)
 	$(PIP) install -q -e .
 	touch $@
 
-# Everything: core + tf extra (with tensorflow-text, --no-deps) + test tooling.
-$(VENV)/.dev.stamp: pyproject.toml requirements/tf-nodeps.txt | $(PY)
-	$(PIP) install -q -e ".[tf,test]"
+# Core + tf extra (with tensorflow-text, --no-deps): what training and make demo need.
+$(VENV)/.tf.stamp: pyproject.toml requirements/tf-nodeps.txt | $(PY)
+	$(PIP) install -q -e ".[tf]"
 	$(PIP) install -q --no-deps -r requirements/tf-nodeps.txt
 	touch $(VENV)/.core.stamp $@
+
+# Everything: the above + test tooling (torch and transformers, the tests' reference).
+$(VENV)/.dev.stamp: $(VENV)/.tf.stamp
+	$(PIP) install -q -e ".[tf,test]"
+	touch $@
 
 install: $(VENV)/.core.stamp
 install-dev: $(VENV)/.dev.stamp
 
-demo: $(VENV)/.dev.stamp
+demo: $(VENV)/.tf.stamp
 	$(PY) -m groupvit_jax.demo
 
 test: $(VENV)/.dev.stamp
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-ablations: $(VENV)/.dev.stamp
+ablations: $(VENV)/.tf.stamp
 	$(PY) experiments/shapes_ablations.py
 
 bench: $(VENV)/.dev.stamp
