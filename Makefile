@@ -8,24 +8,26 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test bench ablations install install-dev clean-venv
 
+# No .pyc compilation at install time (tensorflow alone has ~10k modules): Python compiles what
+# it imports on first use.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --no-compile --upgrade pip
 
 # Core library only.
 $(VENV)/.core.stamp: pyproject.toml | $(PY)
-	$(PIP) install -q -e .
+	$(PIP) install -q --no-compile -e .
 	touch $@
 
 # Core + tf extra (with tensorflow-text, --no-deps): what training and make demo need.
 $(VENV)/.tf.stamp: pyproject.toml requirements/tf-nodeps.txt | $(PY)
-	$(PIP) install -q -e ".[tf]"
-	$(PIP) install -q --no-deps -r requirements/tf-nodeps.txt
+	$(PIP) install -q --no-compile -e ".[tf]"
+	$(PIP) install -q --no-compile --no-deps -r requirements/tf-nodeps.txt
 	touch $(VENV)/.core.stamp $@
 
 # Everything: the above + test tooling (torch and transformers, the tests' reference).
 $(VENV)/.dev.stamp: $(VENV)/.tf.stamp
-	$(PIP) install -q -e ".[tf,test]"
+	$(PIP) install -q --no-compile -e ".[tf,test]"
 	touch $@
 
 install: $(VENV)/.core.stamp
