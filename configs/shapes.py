@@ -26,6 +26,13 @@ embedding carries the image's classes; without them 74-85% of object groups are 
 against 33-44% with blocks between them. Other probing knobs: ``gumbel=False`` trains with the
 plain argmax assignment; ``depths`` / ``groups`` set blocks and group tokens per stage.
 
+The lead of round 6, ``make demo``'s default (groupvit_jax/demo.py VARIANTS['round6']):
+``stages=1,depths=0/0/0,groups=16/16,patch=4,assign_std=0.2,group_residual=False,vit_depth=2``.
+``group_residual=False`` drops the reference's ``z = out + p`` in the GroupingBlock (spec 1.5
+step 5), so a segment is the mean of its own tokens and carries nothing of the rest of the image;
+``patch`` is the patch size (8 by default, 4 in round 6: thin shapes need the finer grid);
+``vit_depth=2`` gives the ViT baseline the round-6 GroupViT's parameter count.
+
 The world's captions name colours, relations and counts, so colour jitter, RandAugment and
 flips are off (they would make captions false); only a mild random crop remains.
 """

@@ -1,4 +1,4 @@
-"""The paper's ablations in miniature, on the synthetic shapes world (issue: make demo).
+"""The paper's ablations in miniature, on the synthetic shapes world of ``make demo``.
 
 Trains every variant of a base configuration (a ``make demo`` variant, groupvit_jax/demo.py
 VARIANTS: its world and configs/shapes.py arguments) for each seed on one world, evaluates
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
   p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
   p.add_argument("--merge", action="store_true",
-                 help="keep the rows of the existing shapes_ablations_{base}.json that were not run")
+                 help="keep the rows not run from the existing shapes_ablations_{base}.json")
   args = p.parse_args(argv)
   demo.show_training_progress()
   start = time.time()

@@ -1,5 +1,5 @@
 """``groupvit-jax segment`` and ``groupvit-jax evaluate`` end to end on a tiny random checkpoint:
-the shared VOC sample, odd image files (issue item 8) and user errors."""
+the shared VOC sample, odd image files and user errors."""
 
 import json
 import os

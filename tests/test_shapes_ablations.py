@@ -7,7 +7,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
 import shapes_ablations as sa  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-GROUPVIT, VIT, NO_BLOCKS = sa.ROWS["round3"][0][0], "ViT, pixel-wise", "ViT without blocks, pixel-wise"
+GROUPVIT = sa.ROWS["round3"][0][0]
+VIT, NO_BLOCKS = "ViT, pixel-wise", "ViT without blocks, pixel-wise"
 KMEANS = sa.kmeans_name("round3")
 
 
