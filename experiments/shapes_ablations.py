@@ -62,11 +62,17 @@ ROWS = {  # base -> (name, paper table, configs/shapes.py arguments after the ba
         ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
     ),
 }
-KMEANS_K = {"round6": 16, "round3": 4}  # as many clusters as the base GroupViT has final groups
+def kmeans_k(base: str) -> int:
+  """As many clusters as the base GroupViT has final groups (read from its config)."""
+  from groupvit_jax.model_config import GroupViTConfig  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.train import config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(os.path.join(REPO, "configs", "shapes.py"),
+                                  demo.variant(base)[1])
+  return GroupViTConfig.from_dict(config.model.to_dict()).vision.num_output_groups[-1]
 
 
 def kmeans_name(base: str) -> str:
-  return f"ViT + K-means (K={KMEANS_K[base]}, as many groups as GroupViT ends with)"
+  return f"ViT + K-means (K={kmeans_k(base)}, as many groups as GroupViT ends with)"
 
 
 def _row_order(base: str) -> list[str]:
@@ -105,7 +111,7 @@ def run(args) -> dict:
       model = load_pretrained(workdir)
       evals = {name: model}
       if arg == "vit=True":
-        evals[kmeans_name(args.base)] = KMeansGrouping(model, k=KMEANS_K[args.base])
+        evals[kmeans_name(args.base)] = KMeansGrouping(model, k=kmeans_k(args.base))
       for eval_name, m in evals.items():
         result = demo.evaluate(m, eval_root)
         entry = rows.setdefault(eval_name, {"seeds": {}, "train_seconds": {}})

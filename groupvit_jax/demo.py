@@ -26,21 +26,23 @@ import time
 
 import numpy as np
 
+from input_pipeline import synthetic_world
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The configurations the demo can run (rounds of experiments/results/shapes_demo_notes.md):
-# options of the world on top of synthetic_world.DEMO_WORLD (by name: that module's constants)
+# options of the world on top of synthetic_world.DEMO_WORLD
 # and configs/shapes.py arguments given to both models, the user's --config-arg after them.
 #   round6 (the default): a 1-stage GroupViT without Transformer blocks, 4 px patches, 16 group
 #     tokens to 16 segments, each segment the mean of its own tokens (``group_residual=False``);
 #     the baseline ViT has 2 blocks, as many parameters; captions name the background with nouns;
 #     350 steps (the ViT's 256 tokens cost 3.7x the GroupViT's step, and the demo has 20 minutes).
 #   round5: 2 stages without blocks, 8 px patches, the reference's segment residual.
-#   round3: configs/shapes.py as it is (the configuration of the ablation table).
+#   round3: configs/shapes.py as it is (the configuration of the measured ablation table).
 VARIANTS = {
-    "round6": ("ROUND5_WORLD_OPTIONS", "stages=1,depths=0/0/0,groups=16/16,patch=4,"
+    "round6": (synthetic_world.ROUND5_WORLD_OPTIONS, "stages=1,depths=0/0/0,groups=16/16,patch=4,"
                "assign_std=0.2,group_residual=False,vit_depth=2,steps=350"),
-    "round5": ("ROUND5_WORLD_OPTIONS", "depths=0/0/0,assign_std=0.2"),
-    "round3": (None, ""),
+    "round5": (synthetic_world.ROUND5_WORLD_OPTIONS, "depths=0/0/0,assign_std=0.2"),
+    "round3": ({}, ""),
 }
 DEFAULT_VARIANT = "round6"
 
@@ -57,13 +59,10 @@ def banner(text: str) -> None:
 def variant(name: str, config_arg: str = ""):
   """-> (world config, configs/shapes.py arguments) of the demo variant ``name`` (``VARIANTS``),
   ``config_arg`` applied after the variant's arguments."""
-  from input_pipeline import synthetic_world  # pylint: disable=g-import-not-at-top
   if name not in VARIANTS:
     raise ValueError(f"unknown demo variant {name!r}; expected one of {sorted(VARIANTS)}")
   options, arg = VARIANTS[name]
-  world = synthetic_world.DEMO_WORLD
-  if options:
-    world = dataclasses.replace(world, **getattr(synthetic_world, options))
+  world = dataclasses.replace(synthetic_world.DEMO_WORLD, **options)
   return world, ",".join(filter(None, [arg, config_arg]))
 
 

@@ -39,4 +39,5 @@ def test_every_base_is_a_demo_variant_with_a_reference_row_and_a_vit():
     assert base in demo.VARIANTS and rows[0][1] == "ref" and rows[0][2] == ""
     order = sa._row_order(base)  # pylint: disable=protected-access
     assert order[order.index(VIT) + 1] == sa.kmeans_name(base)
-  assert sa.kmeans_name("round6").startswith("ViT + K-means (K=16")
+  assert sa.kmeans_name("round6").startswith("ViT + K-means (K=16")  # 16 segments
+  assert sa.kmeans_k("round3") == 4  # 16 -> 4 groups
