@@ -3,7 +3,7 @@
 2-stage GroupViT-S without the multi-label loss (the reference found it better for RedCaps),
 CC3M + CC12M + RedCaps12M (6,326 updates per epoch at batch 4096), 30 epochs, 2 warm-up epochs.
 
-  python -m groupvit_jax.main --config configs/groupvit_gcc_redcap.py --workdir runs/redcap \
+  python -m groupvit_jax.train --config configs/groupvit_gcc_redcap.py --workdir runs/redcap \
     --config.input.train_shards='gs://BUCKET/{cc3m,cc12m,redcaps12m}/*.tar'
 """
 

@@ -3,7 +3,7 @@
 2-stage GroupViT-S (64 then 8 group tokens), multi-label contrastive loss with K=3 prompts,
 CC3M + CC12M + YFCC14M (6,997 updates per epoch at batch 4096), 30 epochs, 2 warm-up epochs.
 
-  python -m groupvit_jax.main --config configs/groupvit_gcc_yfcc.py --workdir runs/yfcc \
+  python -m groupvit_jax.train --config configs/groupvit_gcc_yfcc.py --workdir runs/yfcc \
     --config.input.train_shards='gs://BUCKET/{cc3m,cc12m,yfcc14m}/{00000..01999}.tar'
 
 ``:runlocal`` shrinks it to a synthetic-data smoke run on this machine.

@@ -1,8 +1,8 @@
 """A seconds-long configuration for tests and smoke runs: the tiny model (width 32, 32 px
 images, 1 block per stage) with the multi-label loss (K=3), synthetic data, batch 16, 6 steps.
 
-  python -m groupvit_jax.main --config configs/tiny.py --workdir /tmp/tiny
-  python -m groupvit_jax.main --config configs/tiny.py --workdir /tmp/tiny \
+  python -m groupvit_jax.train --config configs/tiny.py --workdir /tmp/tiny
+  python -m groupvit_jax.train --config configs/tiny.py --workdir /tmp/tiny \
     --config.input.backend=webdataset --config.input.train_shards='/data/shards/*.tar'
 """
 

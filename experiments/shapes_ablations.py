@@ -97,7 +97,7 @@ def run(args) -> dict:
   _, shards, eval_root = demo.make_world(args.data, args.world_seed, args.train_images, 200,
                                          args.test_images, cfg=world)
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.baselines import KMeansGrouping  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.baselines import KMeansGrouping  # pylint: disable=g-import-not-at-top
   rows: dict[str, dict] = {}
   for seed in args.seeds:
     for name, _, arg in ROWS[args.base]:

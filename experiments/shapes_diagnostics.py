@@ -48,8 +48,8 @@ def _forward(model, text):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import dense  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_inference import _normalize  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation import dense  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.segmenter import _normalize  # pylint: disable=g-import-not-at-top
   graphdef, state = nnx.split(model)
 
   @jax.jit
@@ -74,8 +74,8 @@ def _forward(model, text):
 def diagnose(model, dataset, batch: int = 100) -> dict:
   """The numbers above for ``model`` on a folder-layout ``dataset`` (with background)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.prompts import class_embeddings  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.class_embeddings import class_embeddings  # pylint: disable=g-import-not-at-top
   names = list(dataset.prompt_classes)
   n_cls = len(names) + 1
   text = jnp.asarray(class_embeddings(model, names, "simple"), jnp.float32)
@@ -145,9 +145,9 @@ def diagnose(model, dataset, batch: int = 100) -> dict:
 def stuff_vocabulary_miou(model, dataset, stuff_names) -> float:
   """mIoU (background + the dataset's classes) when the vocabulary is the classes plus
   ``stuff_names`` and a pixel labelled with a stuff name counts as background."""
-  from groupvit_jax.evaluate.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import SHAPES  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.protocols import SHAPES  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.segmenter import Segmenter  # pylint: disable=g-import-not-at-top
   names = list(dataset.prompt_classes)
   seg = Segmenter.from_protocol(model, SHAPES, names + list(stuff_names), None)
   conf = ConfusionMatrix(len(names) + 1)
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
                  "noise,stripes,checkerboard,gradient,wall (input_pipeline.synthetic_world.STUFF_NAMES)")
   args = p.parse_args(argv)
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
   model = load_pretrained(args.checkpoint)
   dataset = open_dataset("folder", args.eval_root, args.split)
   out = diagnose(model, dataset)

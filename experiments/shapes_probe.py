@@ -47,7 +47,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
 
   from groupvit_jax import demo, load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
   from input_pipeline import synthetic_world as sw  # pylint: disable=g-import-not-at-top
   import shapes_diagnostics  # pylint: disable=g-import-not-at-top
 

@@ -105,9 +105,9 @@ def train(arg: str, shards: str, workdir: str, steps: int | None):
 
 def evaluate(model, eval_root: str, thresholds=THRESHOLDS) -> dict:
   """Background threshold chosen on val, then mIoU on test, under the ``shapes`` protocol."""
-  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import SHAPES, with_bg_threshold  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_eval import evaluate_segmentation  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.protocols import SHAPES, with_bg_threshold  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.benchmark import evaluate_segmentation  # pylint: disable=g-import-not-at-top
   val = open_dataset("folder", eval_root, "val")
   scores = {}
   for t in thresholds:
@@ -122,8 +122,8 @@ def evaluate(model, eval_root: str, thresholds=THRESHOLDS) -> dict:
 
 def chance_miou(eval_root: str) -> float:
   """mIoU of predicting background everywhere (what a model that segments nothing scores)."""
-  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.miou import ConfusionMatrix  # pylint: disable=g-import-not-at-top
   test = open_dataset("folder", eval_root, "test")
   conf = ConfusionMatrix(len(test.classes))
   for ex in test:
@@ -133,10 +133,10 @@ def chance_miou(eval_root: str) -> float:
 
 def pictures(models: dict, eval_root: str, thresholds: dict, out: str, count: int = 8) -> list:
   """Per test image: overlay of every model and GroupViT's groups; plus one grid for the README."""
-  from groupvit_jax.evaluate import visualize  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import SHAPES  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation import visualize  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.protocols import SHAPES  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.segmenter import Segmenter  # pylint: disable=g-import-not-at-top
   test = open_dataset("folder", eval_root, "test")
   segs = {n: Segmenter.from_protocol(m, SHAPES, test.prompt_classes, thresholds[n])
           for n, m in models.items()}
@@ -163,9 +163,9 @@ def pictures(models: dict, eval_root: str, thresholds: dict, out: str, count: in
 
 
 def show_training_progress() -> None:
-  """The trainer's log lines (step, loss, img/s) on stderr, as under ``groupvit_jax.main``."""
+  """The trainer's log lines (step, loss, img/s) on stderr, as under ``groupvit_jax.train``."""
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.main import QuietLibraries  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.train.launch import QuietLibraries  # pylint: disable=g-import-not-at-top
   logging.use_absl_handler()
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(QuietLibraries())

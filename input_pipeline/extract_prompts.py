@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import sys
 
-from input_pipeline import prompts as prompts_lib
+from input_pipeline import multilabel_prompts as prompts_lib
 from input_pipeline import samples, shards as shards_lib, webdataset
 from input_pipeline.shard_writer import ShardWriter
 

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from groupvit_jax.image_io import to_rgb_uint8
 from groupvit_jax.tokenizer import tokenize
-from input_pipeline import prompts as prompts_lib
+from input_pipeline import multilabel_prompts as prompts_lib
 
 SKIP_KEY = "__skip__"
 SKIP_REASONS = ("image", "caption")  # counted as skipped_image / skipped_caption

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from input_pipeline import prompts as prompts_lib
+from input_pipeline import multilabel_prompts as prompts_lib
 from input_pipeline.shard_writer import ShardWriter
 from input_pipeline.synthetic_world import (COLORS, DEMO_WORLD, WorldConfig, any_colour_world,
                                             generate)

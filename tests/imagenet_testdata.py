@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from groupvit_jax.evaluate.imagenet_classes import imagenet_synsets
+from groupvit_jax.classification.imagenet_classes import imagenet_synsets
 
 
 def write_image(path, value: int | None = None, size=(48, 40), seed: int = 0, fmt=None) -> str:

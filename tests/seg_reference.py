@@ -1,5 +1,5 @@
 """A plain numpy statement of the official zero-shot segmentation protocol (spec 5.2 to 5.4),
-written from the spec and independent of groupvit_jax.evaluate: it only calls the model's eager
+written from the spec and independent of groupvit_jax.segmentation: it only calls the model's eager
 ``encode_image`` / ``project_groups`` on one window at a time, like the reference's batch-1 loop.
 Float64 throughout."""
 

@@ -11,8 +11,8 @@ import pytest
 
 from groupvit_jax.cli import evaluate_imagenet
 from groupvit_jax.cli.main import main
-from groupvit_jax.evaluate.imagenet_classes import IMAGENET_CLASSES, imagenet_synsets
-from groupvit_jax.evaluate.prompts import class_embeddings
+from groupvit_jax.classification.imagenet_classes import IMAGENET_CLASSES, imagenet_synsets
+from groupvit_jax.class_embeddings import class_embeddings
 from groupvit_jax.image_io import load_image
 from groupvit_jax.preprocessing import preprocess_images
 from imagenet_testdata import write_image

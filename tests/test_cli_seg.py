@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from groupvit_jax.cli.main import main
-from groupvit_jax.evaluate.datasets import classes
+from groupvit_jax.segmentation.datasets import classes
 
 
 @pytest.fixture(scope="module", autouse=True)

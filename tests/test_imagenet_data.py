@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from groupvit_jax.evaluate import image_batches, imagenet_data
-from groupvit_jax.evaluate.imagenet_classes import imagenet_synsets, synset_to_index
+from groupvit_jax.classification import image_batches, imagenet_data
+from groupvit_jax.classification.imagenet_classes import imagenet_synsets, synset_to_index
 from groupvit_jax.image_io import ImageReadError, load_image
 from imagenet_testdata import make_folders, write_image
 

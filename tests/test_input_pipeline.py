@@ -154,7 +154,7 @@ def test_device_batches_are_global_and_sharded(shard_dir):
 
 
 def test_offline_prompt_words_are_used(shard_dir, tmp_path):
-  from input_pipeline import extract_prompts, prompts
+  from input_pipeline import extract_prompts, multilabel_prompts as prompts
   out = tmp_path / "tagged"
   assert extract_prompts.main(["--shards", f"{shard_dir}/00000.tar", "--out_dir", str(out),
                                "--workers", "1"]) == 0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from groupvit_jax.evaluate.miou import ConfusionMatrix, per_class_table
+from groupvit_jax.segmentation.miou import ConfusionMatrix, per_class_table
 
 
 def test_hand_computed_case_with_ignore():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from groupvit_jax.evaluate.datasets import DATASETS, DatasetLayoutError, classes, open_dataset
+from groupvit_jax.segmentation.datasets import DATASETS, DatasetLayoutError, classes, open_dataset
 from groupvit_jax.image_io import ImageReadError
 
 
@@ -123,7 +123,7 @@ def test_missing_and_mismatched_files_are_named(tmp_path):
 
 
 def test_tfds_builder_matches_reader(voc_root, tmp_path):
-  tfds_builders = pytest.importorskip("groupvit_jax.evaluate.datasets.tfds_builders")
+  tfds_builders = pytest.importorskip("groupvit_jax.segmentation.datasets.tfds_builders")
   builder = tfds_builders.builder("voc", tmp_path / "tfds")
   builder.download_and_prepare(download_config=tfds_builders.manual(voc_root))
   assert builder.info.metadata["classes"] == list(classes.VOC)

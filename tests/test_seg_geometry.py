@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import seg_reference as ref
-from groupvit_jax.evaluate import dense, stitch, windows
-from groupvit_jax.evaluate.protocols import BENCHMARK8, GROUPVIT, get_protocol
+from groupvit_jax.segmentation import dense, stitch, windows
+from groupvit_jax.segmentation.protocols import BENCHMARK8, GROUPVIT, get_protocol
 from groupvit_jax.interpolate import bilinear_matrix
 
 
@@ -149,7 +149,7 @@ def test_active_channels_keep_the_argmax_exact():
 
 
 def test_voc_sized_images_fall_into_few_buckets(tiny_model):
-  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.segmenter import Segmenter  # pylint: disable=g-import-not-at-top
   seg = Segmenter(tiny_model, ["a", "b"], text_embeddings=np.eye(2, 16))
   buckets = set()
   for side in range(200, 501, 3):  # one side 500 (as in VOC), either orientation

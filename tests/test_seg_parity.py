@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import seg_reference as ref
-from groupvit_jax.evaluate import windows
-from groupvit_jax.evaluate.seg_inference import Segmenter, trace_counts
+from groupvit_jax.segmentation import windows
+from groupvit_jax.segmentation.segmenter import Segmenter, trace_counts
 from groupvit_jax.image_io import load_image
 
 NUM_CLASSES = 12  # > 5, so the image-level top-5 filter matters

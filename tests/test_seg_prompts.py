@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from groupvit_jax import tokenize
-from groupvit_jax.evaluate.datasets import open_dataset
-from groupvit_jax.evaluate.prompts import TEMPLATE_SETS, class_embeddings
-from groupvit_jax.evaluate.seg_inference import Segmenter
+from groupvit_jax.segmentation.datasets import open_dataset
+from groupvit_jax.class_embeddings import TEMPLATE_SETS, class_embeddings
+from groupvit_jax.segmentation.segmenter import Segmenter
 
 
 def test_template_sets():

@@ -6,8 +6,8 @@ import numpy as np
 from jax.sharding import AxisType
 
 import seg_reference as ref
-from groupvit_jax.evaluate.datasets import open_dataset
-from groupvit_jax.evaluate.seg_inference import Segmenter
+from groupvit_jax.segmentation.datasets import open_dataset
+from groupvit_jax.segmentation.segmenter import Segmenter
 
 
 def test_mesh_matches_single_device(voc_root):

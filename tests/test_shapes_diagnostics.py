@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from groupvit_jax.evaluate.datasets import open_dataset
+from groupvit_jax.segmentation.datasets import open_dataset
 from groupvit_jax.model_config import GroupViTConfig
 from groupvit_jax.models import groupvit as gv
 from groupvit_jax.train import config_lib

@@ -9,9 +9,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from groupvit_jax.evaluate.datasets import open_dataset
+from groupvit_jax.segmentation.datasets import open_dataset
 from input_pipeline import synthetic_world as sw
-from input_pipeline.prompts import WORDS_FIELD, prompt_words
+from input_pipeline.multilabel_prompts import WORDS_FIELD, prompt_words
 from input_pipeline.world_files import write_train_shards, write_world
 
 CFG = sw.WorldConfig()

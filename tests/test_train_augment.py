@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from groupvit_jax.evaluate.prompts import FULL_TEMPLATES
+from groupvit_jax.class_embeddings import FULL_TEMPLATES
 from groupvit_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from input_pipeline import augment, prompts, rand_augment
+from input_pipeline import augment, multilabel_prompts as prompts, rand_augment
 
 
 def image(seed=0, size=(57, 43)):

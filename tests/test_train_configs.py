@@ -81,7 +81,7 @@ def test_validate_config_names_the_problem():
 
 def test_entry_point_refuses_unknown_override(tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "groupvit_jax.main", "--config", "configs/tiny.py", "--workdir",
+      [sys.executable, "-m", "groupvit_jax.train", "--config", "configs/tiny.py", "--workdir",
        str(tmp_path / "w"), "--config.optim.learning_rate=0.1"],
       cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2, proc.stderr[-2000:]

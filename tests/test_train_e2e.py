@@ -16,7 +16,7 @@ def test_entry_point_preempted_then_resumed(tmp_path, tmp_path_factory):
                empty_caption=[(2, 5)])
   workdir = tmp_path / "run"
   cache = tmp_path_factory.getbasetemp() / "jax_cache"  # shared with the in-process tests
-  cmd = [sys.executable, "-m", "groupvit_jax.main", "--config", "configs/tiny.py",
+  cmd = [sys.executable, "-m", "groupvit_jax.train", "--config", "configs/tiny.py",
          "--workdir", str(workdir), "--config.input.backend=webdataset",
          f"--config.input.train_shards={tmp_path}/shards/*.tar",
          "--config.mesh=(('data', 2), ('fsdp', 4))", f"--config.jax_cache_dir={cache}"]

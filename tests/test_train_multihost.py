@@ -35,7 +35,7 @@ def test_two_processes_match_one(tmp_path, fast_compile):  # noqa: F811
   port = free_port()
   env = subprocess_env(devices=4)
   procs = [subprocess.Popen(
-      [sys.executable, "-m", "groupvit_jax.main", "--config", "configs/tiny.py",
+      [sys.executable, "-m", "groupvit_jax.train", "--config", "configs/tiny.py",
        "--workdir", str(multi), f"--config.mesh={MESH}", "--config.ckpt.every_steps=100",
        f"--coordinator_address=localhost:{port}",
        "--num_processes=2", f"--process_id={i}"],

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from groupvit_jax.evaluate import image_batches, imagenet_data, zeroshot_cls
-from groupvit_jax.evaluate.imagenet_classes import IMAGENET_CLASSES, imagenet_synsets
+from groupvit_jax.classification import image_batches, imagenet_data, zeroshot as zeroshot_cls
+from groupvit_jax.classification.imagenet_classes import IMAGENET_CLASSES, imagenet_synsets
 from groupvit_jax.image_io import load_image
 from groupvit_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_images
 from imagenet_testdata import make_folders, write_image

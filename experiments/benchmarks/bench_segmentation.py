@@ -79,12 +79,12 @@ def main() -> int:
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
   from groupvit_jax import GroupViT, load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import dense  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.datasets import SegDataset, open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.prompts import class_embeddings  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import GROUPVIT  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_eval import evaluate_segmentation  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation import dense  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import SegDataset, open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.class_embeddings import class_embeddings  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.protocols import GROUPVIT  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.benchmark import evaluate_segmentation  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.segmenter import Segmenter  # pylint: disable=g-import-not-at-top
   from groupvit_jax.model_config import gcc_yfcc  # pylint: disable=g-import-not-at-top
 
   dtypes = args.dtypes.split(",")

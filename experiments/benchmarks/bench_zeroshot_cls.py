@@ -34,7 +34,7 @@ def _write_jpegs(folder: str, n: int) -> list[str]:
 
 
 def bench_reading(num_images: int, batch: int, workers: int) -> None:
-  from groupvit_jax.evaluate.image_batches import iter_batches
+  from groupvit_jax.classification.image_batches import iter_batches
   from groupvit_jax.image_io import load_image
   with tempfile.TemporaryDirectory() as tmp:
     items = [(p, 0) for p in _write_jpegs(tmp, num_images)]
@@ -55,7 +55,7 @@ def bench_classifier(batch: int, steps: int) -> None:
   import torch.nn.functional as F
   import transformers
   import groupvit_jax as gv
-  from groupvit_jax.evaluate.zeroshot_cls import ZeroShotClassifier, data_mesh
+  from groupvit_jax.classification.zeroshot import ZeroShotClassifier, data_mesh
   torch.manual_seed(0)
   hf = transformers.GroupViTModel(transformers.GroupViTConfig()).eval()
   with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ import json
 import os
 
 from groupvit_jax.cli.main import CLIError
-from groupvit_jax.evaluate.prompts import TEMPLATE_SETS
+from groupvit_jax.class_embeddings import TEMPLATE_SETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def _templates(value: str):
 
 def run(args) -> int:
   from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import zeroshot_cls  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.classification import zeroshot as zeroshot_cls  # pylint: disable=g-import-not-at-top
   names = _class_names(args)
   templates = _templates(args.templates)
   if args.top_k < 1:

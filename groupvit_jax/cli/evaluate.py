@@ -69,8 +69,8 @@ def run(args) -> int:
 
 
 def run_segmentation(args) -> int:
-  from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.protocols import (default_protocol, get_protocol,  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.protocols import (default_protocol, get_protocol,  # pylint: disable=g-import-not-at-top
                                                with_bg_threshold)
   protocol = get_protocol(args.protocol) if args.protocol else default_protocol(args.dataset)
   protocol.settings(args.dataset)  # refuses a dataset the protocol does not cover
@@ -88,8 +88,8 @@ def run_segmentation(args) -> int:
     raise CLIError(f"{args.data_root}: the {args.split} split of {args.dataset} is empty")
 
   from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.miou import per_class_table  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_eval import evaluate_segmentation  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.miou import per_class_table  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.benchmark import evaluate_segmentation  # pylint: disable=g-import-not-at-top
 
   mesh, batch = None, args.batch_size
   if args.data_parallel:

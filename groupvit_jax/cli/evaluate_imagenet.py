@@ -15,8 +15,8 @@ import sys
 import time
 
 from groupvit_jax.cli.main import CLIError
-from groupvit_jax.evaluate.imagenet_data import LAYOUTS
-from groupvit_jax.evaluate.prompts import TEMPLATE_SETS
+from groupvit_jax.classification.imagenet_data import LAYOUTS
+from groupvit_jax.class_embeddings import TEMPLATE_SETS
 
 # The reference's ImageNet prompt set (spec 5.1); used when --templates is not given.
 DEFAULT_TEMPLATES = "subset"
@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
   # Heavy imports (jax, the model) only when the command runs, not when --help is shown.
   from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import imagenet_data  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import zeroshot_cls  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.classification import imagenet_data  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.classification import zeroshot as zeroshot_cls  # pylint: disable=g-import-not-at-top
   for flag in ("checkpoint", "data_root"):
     if not getattr(args, flag, None):
       raise CLIError(f"--{flag.replace('_', '-')} is required for --dataset imagenet")

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_classes(text: str) -> list[str]:
-  from groupvit_jax.evaluate.prompts import check_class_names  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.class_embeddings import check_class_names  # pylint: disable=g-import-not-at-top
   names = check_class_names(text.split(","))
   if any(n.lower() == "background" for n in names):
     raise CLIError("'background' is not a class to name: pixels that match no class become "
@@ -70,8 +70,8 @@ def run(args) -> int:
 
   import numpy as np  # pylint: disable=g-import-not-at-top
   from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate import visualize  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation import visualize  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.segmenter import Segmenter  # pylint: disable=g-import-not-at-top
 
   print(f"loading {args.checkpoint} ...", flush=True)
   model = load_pretrained(args.checkpoint, dtype=args.dtype)

@@ -1,4 +1,4 @@
-"""Reading a trained model out of a training workdir (``python -m groupvit_jax.main``).
+"""Reading a trained model out of a training workdir (``python -m groupvit_jax.train``).
 
 ``WORKDIR/config.json`` holds the run's config (its ``model`` section is the architecture) and
 ``WORKDIR/checkpoints/<step>/state`` the Orbax train state. Only the parameters and BatchNorm

@@ -23,7 +23,7 @@ import numpy as np
 # type -> "module:Class" (imported lazily: configs import this module).
 EVAL_TYPES: dict[str, str] = {
     "retrieval": "groupvit_jax.train.retrieval:RetrievalEval",
-    "segmentation": "groupvit_jax.train.seg_eval:SegmentationEval",
+    "segmentation": "groupvit_jax.train.segmentation_eval:SegmentationEval",
 }
 
 

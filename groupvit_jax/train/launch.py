@@ -1,6 +1,7 @@
-"""Training entry point (kept short; the library stays importable from a notebook).
+"""Training entry point, run as ``python -m groupvit_jax.train`` (kept short; the library stays
+importable from a notebook).
 
-  python -m groupvit_jax.main --config configs/groupvit_gcc_yfcc.py --workdir runs/yfcc \
+  python -m groupvit_jax.train --config configs/groupvit_gcc_yfcc.py --workdir runs/yfcc \
     --config.input.train_shards='gs://bucket/{cc3m,cc12m,yfcc14m}/*.tar' [--config.key=value ...]
 
 Running the same command again resumes from the latest checkpoint in the workdir.
@@ -22,7 +23,7 @@ _LOCAL_DEVICES = flags.DEFINE_string("local_device_ids", None, "Comma list of lo
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _parse_flags(argv):
+def parse_flags(argv):
   """absl parsing with one-line errors for bad overrides (e.g. an unknown config key)."""
   try:
     return flags.FLAGS(argv)
@@ -65,6 +66,3 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 
-
-if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from groupvit_jax.evaluate.datasets import classes as C
-from groupvit_jax.evaluate.datasets.base import (DatasetLayoutError, Sample, SegDataset,
+from groupvit_jax.segmentation.datasets import classes as C
+from groupvit_jax.segmentation.datasets.base import (DatasetLayoutError, Sample, SegDataset,
                                                  check_present, find_files, reduce_zero_lut,
                                                  table_lut)
 

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from groupvit_jax.evaluate.datasets import SegDataset
-from groupvit_jax.evaluate.miou import ConfusionMatrix
-from groupvit_jax.evaluate.protocols import Protocol
-from groupvit_jax.evaluate.seg_inference import Segmenter
+from groupvit_jax.segmentation.datasets import SegDataset
+from groupvit_jax.segmentation.miou import ConfusionMatrix
+from groupvit_jax.segmentation.protocols import Protocol
+from groupvit_jax.segmentation.segmenter import Segmenter
 
 
 def prefetch(dataset: SegDataset, workers: int = 2, depth: int = 8) -> Iterator:

@@ -1,6 +1,6 @@
 """Periodic zero-shot segmentation during training (``config.evals.<name>.type='segmentation'``).
 
-Runs the real evaluation (``groupvit_jax.evaluate.seg_eval.evaluate_segmentation``) on a dataset
+Runs the real evaluation (``groupvit_jax.segmentation.benchmark.evaluate_segmentation``) on a dataset
 in one of the registered layouts (e.g. the PASCAL VOC sample, or the shapes world's val split in
 the folder layout) and writes mIoU, per-class IoU and overlay/group pictures.
 
@@ -36,8 +36,8 @@ class SegmentationEval:
 
   def __init__(self, eval_config, *, model_config, input_config):
     del model_config, input_config
-    from groupvit_jax.evaluate.datasets import open_dataset  # pylint: disable=g-import-not-at-top
-    from groupvit_jax.evaluate.protocols import default_protocol, get_protocol  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.segmentation.protocols import default_protocol, get_protocol  # pylint: disable=g-import-not-at-top
     self.disabled_reason = None
     if not str(eval_config.data_root).strip():
       self.disabled_reason = "no data_root (set evals.segmentation.data_root)"
@@ -57,9 +57,9 @@ class SegmentationEval:
     return nnx.merge(ctx.graphdef, state["params"], state["batch_stats"])
 
   def __call__(self, ctx: EvalContext) -> EvalResult:
-    from groupvit_jax.evaluate import visualize  # pylint: disable=g-import-not-at-top
-    from groupvit_jax.evaluate.seg_eval import evaluate_segmentation  # pylint: disable=g-import-not-at-top
-    from groupvit_jax.evaluate.seg_inference import Segmenter  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.segmentation import visualize  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.segmentation.benchmark import evaluate_segmentation  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.segmentation.segmenter import Segmenter  # pylint: disable=g-import-not-at-top
     with jax.default_device(jax.local_devices()[0]):
       model = self._host_model(ctx)
       res = evaluate_segmentation(model, self.dataset, self.protocol, progress=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from groupvit_jax.evaluate.datasets.base import (DatasetLayoutError, Sample, SegDataset,
+from groupvit_jax.segmentation.datasets.base import (DatasetLayoutError, Sample, SegDataset,
                                                  check_present)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")

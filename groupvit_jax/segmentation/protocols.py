@@ -23,7 +23,7 @@ import ml_collections
 class DatasetSettings:
   """How one dataset is evaluated under a protocol."""
 
-  dataset: str  # a key of groupvit_jax.evaluate.datasets.DATASETS
+  dataset: str  # a key of groupvit_jax.segmentation.datasets.DATASETS
   bg_threshold: float | None  # None: the dataset has no background channel
   templates: str = "simple"
 
@@ -62,7 +62,7 @@ class Protocol:
       if d.dataset == dataset:
         return d
     raise ValueError(f"protocol {self.name!r} does not cover dataset {dataset!r}; it covers "
-                     f"{self.dataset_names()} (see groupvit_jax.evaluate.protocols)")
+                     f"{self.dataset_names()} (see groupvit_jax.segmentation.protocols)")
 
   def replace(self, **kw) -> "Protocol":
     return dataclasses.replace(self, **kw)

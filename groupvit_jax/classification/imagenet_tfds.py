@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from groupvit_jax.evaluate.imagenet_data import (EXPECTED, TFDS_VAL_TAR, DatasetLayoutError,
+from groupvit_jax.classification.imagenet_data import (EXPECTED, TFDS_VAL_TAR, DatasetLayoutError,
                                                  LabelledImages, decode_image_bytes)
 
 SPLIT = "validation"

@@ -25,9 +25,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from groupvit_jax.evaluate import dense, stitch, windows
-from groupvit_jax.evaluate.prompts import check_class_names, class_embeddings
-from groupvit_jax.evaluate.protocols import Protocol
+from groupvit_jax.segmentation import dense, stitch, windows
+from groupvit_jax.class_embeddings import check_class_names, class_embeddings
+from groupvit_jax.segmentation.protocols import Protocol
 from groupvit_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 _TRACES = collections.Counter()  # bucket function traces, for tests and logs

@@ -1,10 +1,10 @@
 """tfds builders for the segmentation benchmarks, prepared from a manual directory.
 
 Needs the ``tf`` extra (tensorflow + tensorflow-datasets). The manual directory is the same data
-root the readers take (``groupvit_jax.evaluate.datasets``), and the examples are exactly what the
+root the readers take (``groupvit_jax.segmentation.datasets``), and the examples are exactly what the
 readers return (labels already converted to label ids, 255 = ignore)::
 
-  from groupvit_jax.evaluate.datasets import tfds_builders
+  from groupvit_jax.segmentation.datasets import tfds_builders
   builder = tfds_builders.builder("voc", data_dir="/data/tfds")
   builder.download_and_prepare(download_config=tfds_builders.manual(".../VOCdevkit"))
   source = builder.as_data_source(split="validation")  # random access, no TF needed to read
@@ -15,12 +15,12 @@ from __future__ import annotations
 try:
   import tensorflow_datasets as tfds
 except ImportError as e:  # pragma: no cover - depends on the installed extras
-  raise ImportError("groupvit_jax.evaluate.datasets.tfds_builders needs tensorflow-datasets; "
+  raise ImportError("groupvit_jax.segmentation.datasets.tfds_builders needs tensorflow-datasets; "
                     "install the project's 'tf' extra (pip install -e '.[tf]')") from e
 
 import numpy as np
 
-from groupvit_jax.evaluate.datasets import DATASETS, open_dataset
+from groupvit_jax.segmentation.datasets import DATASETS, open_dataset
 
 _SPLITS = {"validation": "val", "train": "train"}
 
@@ -29,7 +29,7 @@ class _SegmentationBuilder(tfds.core.GeneratorBasedBuilder):
   """Base class; subclasses set ``DATASET`` (a key of ``DATASETS``) and ``CLASSES``."""
 
   VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Official layout read by groupvit_jax.evaluate.datasets."}
+  RELEASE_NOTES = {"1.0.0": "Official layout read by groupvit_jax.segmentation.datasets."}
   DATASET = ""
   CLASSES: tuple[str, ...] = ()
   SPLITS: tuple[str, ...] = ("validation",)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from groupvit_jax.evaluate.prompts import FULL_TEMPLATES
+from groupvit_jax.class_embeddings import FULL_TEMPLATES
 
 KEEP_TAGS = frozenset({"NN", "NNS", "NNP", "VB", "VBD", "VBG", "VBN", "VBP", "VBZ"})
 WORDS_FIELD = "groupvit_prompt_words"  # where extract_prompts stores the words in a sample's json

@@ -21,10 +21,10 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from groupvit_jax import sharding as shd
-from groupvit_jax.evaluate.image_batches import Batch, eval_resize, iter_batches
-from groupvit_jax.evaluate.imagenet_classes import IMAGENET_CLASSES
-from groupvit_jax.evaluate.imagenet_data import LabelledImages
-from groupvit_jax.evaluate.prompts import class_embeddings, get_templates
+from groupvit_jax.classification.image_batches import Batch, eval_resize, iter_batches
+from groupvit_jax.classification.imagenet_classes import IMAGENET_CLASSES
+from groupvit_jax.classification.imagenet_data import LabelledImages
+from groupvit_jax.class_embeddings import class_embeddings, get_templates
 from groupvit_jax.image_io import load_image
 from groupvit_jax.models import l2_normalize
 

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from groupvit_jax.evaluate.imagenet_classes import synset_to_index
+from groupvit_jax.classification.imagenet_classes import synset_to_index
 from groupvit_jax.image_io import ImageReadError, load_image, to_rgb_uint8
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -119,7 +119,7 @@ def open_imagenet(root: str | os.PathLike, layout: str = "auto", *,
   if layout not in LAYOUTS:
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
   if layout == "tfds":
-    from groupvit_jax.evaluate.imagenet_tfds import open_tfds  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.classification.imagenet_tfds import open_tfds  # pylint: disable=g-import-not-at-top
     return open_tfds(root, tfds_data_dir)
   if not os.path.isdir(root):
     raise DatasetLayoutError(f"{root}: no such directory\n{EXPECTED}")

@@ -2,7 +2,7 @@
 
 ``open_dataset('voc', '/data/VOCdevkit')`` returns a ``SegDataset`` whose items are
 ``Example(key, image uint8 [H, W, 3], label uint8 [H, W])`` (255 = ignore). tfds builders for the
-same datasets live in ``groupvit_jax.evaluate.datasets.tfds_builders`` (needs the ``tf`` extra).
+same datasets live in ``groupvit_jax.segmentation.datasets.tfds_builders`` (needs the ``tf`` extra).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from groupvit_jax.evaluate.datasets import classes, folder, layouts
-from groupvit_jax.evaluate.datasets.base import (DatasetLayoutError, Example, SegDataset,
+from groupvit_jax.segmentation.datasets import classes, folder, layouts
+from groupvit_jax.segmentation.datasets.base import (DatasetLayoutError, Example, SegDataset,
                                                  read_label)
 
 

@@ -1,1 +1,0 @@
-"""Zero-shot evaluation: class embeddings, segmentation and classification."""
