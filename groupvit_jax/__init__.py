@@ -1,16 +1,43 @@
-"""groupvit_jax: GroupViT (Semantic Segmentation Emerges from Text Supervision) in JAX/Flax NNX."""
+"""groupvit_jax: GroupViT (Semantic Segmentation Emerges from Text Supervision) in JAX/Flax NNX.
 
-from groupvit_jax.convert import (CheckpointMismatchError, TorchMissingError, export_hf,
-                                  load_pretrained, save_pretrained)
-from groupvit_jax.model_config import GroupViTConfig, TextConfig, VisionConfig
-from groupvit_jax.models import GroupViT, GroupViTOutput, l2_normalize
-from groupvit_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_images
-from groupvit_jax.tokenizer import tokenize
+Names are imported on first use (PEP 562), so ``import groupvit_jax`` and the command line's
+``--help`` do not pay for importing jax and flax.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointMismatchError", "GroupViT", "GroupViTConfig", "GroupViTOutput", "IMAGENET_MEAN",
-    "IMAGENET_STD", "TextConfig", "TorchMissingError", "VisionConfig", "export_hf", "l2_normalize",
-    "load_pretrained", "preprocess_images", "save_pretrained", "tokenize",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "CheckpointMismatchError": "groupvit_jax.convert",
+    "TorchMissingError": "groupvit_jax.convert",
+    "export_hf": "groupvit_jax.convert",
+    "load_pretrained": "groupvit_jax.convert",
+    "save_pretrained": "groupvit_jax.convert",
+    "GroupViTConfig": "groupvit_jax.model_config",
+    "TextConfig": "groupvit_jax.model_config",
+    "VisionConfig": "groupvit_jax.model_config",
+    "GroupViT": "groupvit_jax.models",
+    "GroupViTOutput": "groupvit_jax.models",
+    "l2_normalize": "groupvit_jax.models",
+    "IMAGENET_MEAN": "groupvit_jax.preprocessing",
+    "IMAGENET_STD": "groupvit_jax.preprocessing",
+    "preprocess_images": "groupvit_jax.preprocessing",
+    "tokenize": "groupvit_jax.tokenizer",
+    "enable_caches": "groupvit_jax.runtime_cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'groupvit_jax' has no attribute {name!r}")
+  value = getattr(importlib.import_module(_EXPORTS[name]), name)
+  globals()[name] = value  # later look-ups skip this function
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))

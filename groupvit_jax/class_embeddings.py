@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from groupvit_jax import runtime_cache
 from groupvit_jax.tokenizer import tokenize
 
 FULL_TEMPLATES = (
@@ -86,7 +87,7 @@ def check_class_names(names: Sequence[str]) -> list[str]:
 
 
 def class_embeddings(model, class_names: Sequence[str], templates: str | Sequence[str] = "simple",
-                     *, batch_size: int = 256) -> np.ndarray:
+                     *, batch_size: int = 256, cache_dir: str | None = None) -> np.ndarray:
   """Zero-shot classifier weights.
 
   Args:
@@ -94,11 +95,26 @@ def class_embeddings(model, class_names: Sequence[str], templates: str | Sequenc
     class_names: N names (never 'background': the caller drops it and thresholds instead).
     templates: a template set name or a list of format strings.
     batch_size: texts per text-encoder call (the last call is zero-padded, so shapes repeat).
+    cache_dir: folder of saved embeddings (keyed by the text weights, names and templates);
+      default: the one ``groupvit_jax.enable_caches()`` set up, else no cache.
   Returns:
     float32 [N, D]: per class, the mean of the unnormalised template embeddings, L2-normalised.
   """
   names = check_class_names(class_names)
   temps = get_templates(templates)
+  cache_dir = cache_dir or runtime_cache.embedding_cache_dir()
+  if cache_dir:
+    key = runtime_cache.embedding_key(model, names, temps)
+    cached = runtime_cache.load_embeddings(key, cache_dir)
+    if cached is not None and cached.shape[0] == len(names):
+      return cached
+    emb = _compute(model, names, temps, batch_size)
+    runtime_cache.save_embeddings(key, cache_dir, emb)
+    return emb
+  return _compute(model, names, temps, batch_size)
+
+
+def _compute(model, names: list[str], temps: tuple[str, ...], batch_size: int) -> np.ndarray:
   texts = [t.format(n) for n in names for t in temps]
   ids = tokenize(texts, context_length=model.config.text.context_length)
   feats = []

@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The on-disk caches (compiled programs, class embeddings) stay off unless a test turns them on.
+os.environ.setdefault("GROUPVIT_JAX_CACHE_DIR", "")
 
 import pathlib  # noqa: E402
 

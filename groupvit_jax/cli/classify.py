@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 
+from groupvit_jax.cli.checkpoint_args import add_checkpoint_arguments, load_model
 from groupvit_jax.cli.main import CLIError
 from groupvit_jax.class_embeddings import TEMPLATE_SETS
 
@@ -24,8 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--checkpoint", required=True,
-                 help="groupvit_jax directory, transformers directory/file or official .pth")
+  add_checkpoint_arguments(p)
   p.add_argument("--image", nargs="+", required=True, metavar="IMG", help="image file(s)")
   labels = p.add_mutually_exclusive_group(required=True)
   labels.add_argument("--labels", help='comma-separated class names, e.g. "cat,dog,car"')
@@ -64,7 +64,6 @@ def _templates(value: str):
 
 
 def run(args) -> int:
-  from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.classification import zeroshot as zeroshot_cls  # pylint: disable=g-import-not-at-top
   names = _class_names(args)
   templates = _templates(args.templates)
@@ -73,7 +72,7 @@ def run(args) -> int:
   missing = [p for p in args.image if not os.path.isfile(p)]
   if missing:
     raise CLIError(f"no such image file: {', '.join(missing)}")
-  model = load_pretrained(args.checkpoint)
+  model = load_model(args)
   logits = zeroshot_cls.classify_files(model, args.image, names, templates=templates,
                                        image_size=args.image_size)
   probs = zeroshot_cls.softmax_probabilities(logits, float(model.scale()))

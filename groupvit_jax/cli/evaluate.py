@@ -12,6 +12,7 @@ import json
 import math
 import os
 
+from groupvit_jax.cli.checkpoint_args import add_checkpoint_arguments, checkpoint_label, load_model
 from groupvit_jax.cli.main import CLIError
 
 SEG_DATASETS = ("voc", "voc20", "context", "context59", "coco_object", "coco_stuff", "cityscapes",
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
       description="Evaluates a checkpoint on a benchmark read from its official layout and "
       "writes the results as JSON. Protocols: groupvit (official: voc, context, coco_object) and "
       "benchmark8 (all eight segmentation datasets).")
-  p.add_argument("--checkpoint", required=True, help="anything groupvit_jax.load_pretrained reads")
+  add_checkpoint_arguments(p)
   p.add_argument("--dataset", required=True, choices=SEG_DATASETS + ("imagenet",))
   p.add_argument("--data-root", required=True,
                  help="dataset root: for voc the folder that holds VOC2012/ (e.g. VOCdevkit)")
@@ -87,7 +88,6 @@ def run_segmentation(args) -> int:
   if not len(dataset):
     raise CLIError(f"{args.data_root}: the {args.split} split of {args.dataset} is empty")
 
-  from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.segmentation.miou import per_class_table  # pylint: disable=g-import-not-at-top
   from groupvit_jax.segmentation.benchmark import evaluate_segmentation  # pylint: disable=g-import-not-at-top
 
@@ -98,10 +98,10 @@ def run_segmentation(args) -> int:
     mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     batch = -(-(batch or n) // n) * n
   print(f"loading {args.checkpoint} ...", flush=True)
-  model = load_pretrained(args.checkpoint, dtype=args.dtype)
+  model = load_model(args, dtype=args.dtype)
   result = evaluate_segmentation(model, dataset, protocol, images_per_batch=batch,
                                  window_chunk=args.window_chunk, mesh=mesh)
-  result.update(checkpoint=os.path.abspath(args.checkpoint), split=args.split, dtype=args.dtype)
+  result.update(checkpoint=checkpoint_label(args), split=args.split, dtype=args.dtype)
   nan = float("nan")
   table_metrics = {
       "iou": [nan if v is None else v for v in result["per_class_iou"].values()],

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from groupvit_jax.cli.checkpoint_args import add_checkpoint_arguments, checkpoint_label, load_model
 from groupvit_jax.cli.main import CLIError
 from groupvit_jax.classification.imagenet_data import LAYOUTS
 from groupvit_jax.class_embeddings import TEMPLATE_SETS
@@ -31,8 +32,7 @@ def _add(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The ImageNet options; those the caller already defined (--checkpoint, ...) are kept."""
-  _add(parser, "--checkpoint", required=True,
-       help="groupvit_jax directory, transformers directory/file or official .pth")
+  add_checkpoint_arguments(parser)
   _add(parser, "--data-root", required=True,
        help="ImageNet val: a folder with one sub-folder per WordNet id, a flat image folder "
        "(with --labels-file), or for --layout tfds the folder holding ILSVRC2012_img_val.tar")
@@ -60,7 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
   # Heavy imports (jax, the model) only when the command runs, not when --help is shown.
-  from groupvit_jax.convert import load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.classification import imagenet_data  # pylint: disable=g-import-not-at-top
   from groupvit_jax.classification import zeroshot as zeroshot_cls  # pylint: disable=g-import-not-at-top
   for flag in ("checkpoint", "data_root"):
@@ -88,14 +87,14 @@ def run(args) -> int:
   for note in data.notes:
     print(f"note: {note}", flush=True)
   print(f"loading {args.checkpoint} ...", flush=True)
-  model = load_pretrained(args.checkpoint)
+  model = load_model(args)
   start = time.time()
   result = zeroshot_cls.evaluate(model, data, templates=templates, batch_size=args.batch_size,
                                  image_size=args.image_size, num_workers=args.num_workers,
                                  max_images=args.max_images)
   result = {"dataset": "imagenet", **result, "num_classes_present": data.num_classes_present,
             "layout": data.layout, "data_root": os.path.abspath(args.data_root),
-            "checkpoint": args.checkpoint, "seconds": round(time.time() - start, 1)}
+            "checkpoint": checkpoint_label(args), "seconds": round(time.time() - start, 1)}
   if args.max_images is not None:
     result["max_images"] = args.max_images
   print(f"ImageNet zero-shot: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "

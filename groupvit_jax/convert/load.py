@@ -9,13 +9,14 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file as save_safetensors
 
-from groupvit_jax.convert import flat_state, hf_config, hf_keys, native, official_keys, readers
+from groupvit_jax.convert import flat_state, hf_config, hf_keys, hub, native, official_keys, readers
 from groupvit_jax.convert import workdir
 from groupvit_jax.convert.official_config import infer_official_config
 from groupvit_jax.model_config import GroupViTConfig
 from groupvit_jax.models.groupvit import GroupViT
 
 _LAYOUTS = (
+    "  - a Hugging Face hub name ('nvidia/groupvit-gcc-yfcc'), read through the hub's cache;\n"
     "  - a groupvit_jax directory (groupvit_config.json + weights/), written by `groupvit-jax "
     "convert` or the trainer's export;\n"
     "  - a training workdir (config.json + checkpoints/<step>/) or one checkpoints/<step> dir;\n"
@@ -43,20 +44,26 @@ def _apply_overrides(config: GroupViTConfig, overrides: dict) -> GroupViTConfig:
 
 
 def load_pretrained(path: str, *, config: GroupViTConfig | None = None, dtype: str | None = None,
-                    param_dtype: str | None = None) -> GroupViT:
+                    param_dtype: str | None = None, revision: str | None = None) -> GroupViT:
   """Loads a ready GroupViT from any supported source (see ``_LAYOUTS``).
 
   Args:
-    path: directory or weights file.
+    path: directory, weights file, or hub name (``org/name`` or ``hf://org/name``; a local path
+      of that name wins).
     config: architecture to load into; by default read from the source (for an official
       ``.pth``, inferred from tensor shapes with 64-dim heads).
     dtype / param_dtype: override the compute / parameter dtype (e.g. 'bfloat16').
+    revision: branch, tag or commit of a hub name (default: main).
   Raises:
-    FileNotFoundError, CheckpointMismatchError (lists missing/unexpected keys and shape
+    FileNotFoundError (a hub name offline and not cached: ``hub.HubCheckpointNotFoundError``), CheckpointMismatchError (lists missing/unexpected keys and shape
     mismatches), TorchMissingError for a pickle without torch installed.
   """
   path = os.fspath(path)
   overrides = {"dtype": dtype, "param_dtype": param_dtype}
+  if hub.is_hub_name(path):
+    path = hub.resolve(path, revision)
+  elif revision is not None:
+    raise ValueError(f"{path}: revision={revision!r} applies to hub names only, not local paths")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such file or directory")
   if os.path.isdir(path):
