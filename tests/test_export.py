@@ -18,9 +18,10 @@ from groupvit_jax.segmentation import dense
 
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture
 def fast_compiles():
-  # Exported programs are compared with the in-process ones compiled the same way.
+  # Exported programs are compared with in-process ones compiled the same way (jax.export
+  # programs are compiled by this process's JAX).
   old = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", True)
   yield
@@ -67,24 +68,27 @@ def _expected_segment(model, window, text, thr):
   return scores.argmax(-1), scores
 
 
+def _close(got, want):
+  """Equal to 1e-5 of the output's scale (embeddings reach ~40: float32 rounding of a
+  differently fused program alone moves them by a few 1e-6 of that)."""
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+
+
 def _check(model, call, b):
   pixels, window, ids, text = _inputs(model, b, seed=b)
-  np.testing.assert_allclose(call("image_encoder", pixels),
-                             np.asarray(_jitted(model, gv.GroupViT.get_image_features)(pixels)),
-                             atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(call("text_encoder", ids),
-                             np.asarray(_jitted(model, gv.GroupViT.get_text_features)(ids)),
-                             atol=1e-5, rtol=1e-5)
+  _close(call("image_encoder", pixels),
+         np.asarray(_jitted(model, gv.GroupViT.get_image_features)(pixels)))
+  _close(call("text_encoder", ids), np.asarray(_jitted(model, gv.GroupViT.get_text_features)(ids)))
   labels, scores = call("segment", window, text, np.float32(0.3))
   want_labels, want_scores = _expected_segment(model, window, text, 0.3)
   assert labels.shape == (b, WINDOW, WINDOW) and scores.shape == (b, WINDOW, WINDOW, 6)
-  np.testing.assert_allclose(scores, want_scores, atol=1e-5, rtol=1e-5)
+  _close(scores, want_scores)
   np.testing.assert_array_equal(labels, want_labels)
   # Not a comparison of two constant maps: the scores vary over the window's pixels.
   assert np.ptp(want_scores.reshape(b, -1, 6), axis=1).max() > 1e-4
 
 
-def test_stablehlo_reloads_and_matches_at_any_batch(model, tmp_path):
+def test_stablehlo_reloads_and_matches_at_any_batch(model, tmp_path, fast_compiles):
   info = serving_export.write_stablehlo(model, str(tmp_path), image_size=IMAGE,
                                         seg_size=WINDOW)
   assert json.loads((tmp_path / "export_info.json").read_text()) == info
@@ -101,7 +105,7 @@ def test_stablehlo_reloads_and_matches_at_any_batch(model, tmp_path):
     _check(model, call, b)
 
 
-def test_cli_export_stablehlo_and_refusals(tiny_checkpoint, tmp_path, capsys):
+def test_cli_export_stablehlo_and_refusals(tiny_checkpoint, tmp_path, capsys, fast_compiles):
   out = tmp_path / "exp"
   rc = cli_main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "stablehlo",
                  "--output", str(out), "--segment-size", str(WINDOW)])
@@ -121,6 +125,7 @@ def test_cli_export_stablehlo_and_refusals(tiny_checkpoint, tmp_path, capsys):
   assert rc == 2 and "--segment-size 4" in err
 
 
+@pytest.mark.slow
 def test_savedmodel_reloads_and_matches(model, tmp_path):
   tf = pytest.importorskip("tensorflow")
   serving_export.write_savedmodel(model, str(tmp_path), image_size=IMAGE, seg_size=WINDOW)
@@ -131,4 +136,9 @@ def test_savedmodel_reloads_and_matches(model, tmp_path):
     return tuple(np.asarray(o) for o in out) if isinstance(out, (tuple, list)) else np.asarray(out)
 
   for b in (1, 2):
-    _check(model, call, b)
+    pixels, _, ids, _ = _inputs(model, b, seed=b)
+    _close(call("image_encoder", pixels),
+           np.asarray(_jitted(model, gv.GroupViT.get_image_features)(pixels)))
+    _close(call("text_encoder", ids),
+           np.asarray(_jitted(model, gv.GroupViT.get_text_features)(ids)))
+  assert not hasattr(loaded, "segment")  # left out: see serving_export's docstring

@@ -1,0 +1,82 @@
+"""On-disk caches: the folder chosen from the environment, XLA's persistent compilation cache
+written by a fresh process, and class embeddings kept per text weights, names and templates."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from groupvit_jax import class_embeddings as ce
+from groupvit_jax import runtime_cache
+
+
+def test_cache_root_from_environment(monkeypatch, tmp_path):
+  monkeypatch.setenv("GROUPVIT_JAX_CACHE_DIR", str(tmp_path / "c"))
+  assert runtime_cache.default_cache_root() == str(tmp_path / "c")
+  monkeypatch.setenv("GROUPVIT_JAX_CACHE_DIR", "")
+  assert runtime_cache.default_cache_root() is None
+  before = jax.config.jax_compilation_cache_dir
+  assert runtime_cache.enable_caches() is None  # empty value: off, nothing configured
+  assert jax.config.jax_compilation_cache_dir == before
+  assert runtime_cache.embedding_cache_dir() is None
+  monkeypatch.delenv("GROUPVIT_JAX_CACHE_DIR")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert runtime_cache.default_cache_root() == str(tmp_path / "xdg" / "groupvit_jax")
+
+
+def test_compilation_cache_is_written_and_reused_by_a_new_process(tmp_path):
+  script = (
+      "import time, jax, jax.numpy as jnp\n"
+      "from groupvit_jax import runtime_cache\n"
+      "runtime_cache.MIN_COMPILE_SECS = 0\n"
+      "print(runtime_cache.enable_caches())\n"
+      "f = jax.jit(lambda x: jnp.sin(x) @ x.T + jnp.cumsum(x, axis=0))\n"
+      "f(jnp.ones((64, 64))).block_until_ready()\n")
+  env = dict(os.environ, GROUPVIT_JAX_CACHE_DIR=str(tmp_path / "cache"))
+  first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=300)
+  assert first.returncode == 0, first.stderr
+  assert first.stdout.strip() == str(tmp_path / "cache")
+  xla = tmp_path / "cache" / "xla"
+  entries = {p.name: p.stat().st_mtime_ns for p in xla.iterdir()}
+  assert entries  # the compiled program was written
+  second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+  assert second.returncode == 0, second.stderr
+  # A hit reads the entry and writes nothing: same files, same modification times.
+  assert {p.name: p.stat().st_mtime_ns for p in xla.iterdir()} == entries
+
+
+def test_class_embeddings_are_cached_by_weights_names_and_templates(tiny_model, tmp_path,
+                                                                     monkeypatch):
+  names = ["cat", "dog", "grass"]
+  plain = ce.class_embeddings(tiny_model, names, "simple")
+  cached = ce.class_embeddings(tiny_model, names, "simple", cache_dir=str(tmp_path))
+  np.testing.assert_array_equal(cached, plain)
+  assert len(os.listdir(tmp_path)) == 1
+
+  def no_compute(*a, **k):
+    raise AssertionError("recomputed although cached")
+
+  monkeypatch.setattr(ce, "_compute", no_compute)
+  np.testing.assert_array_equal(ce.class_embeddings(tiny_model, names, "simple",
+                                                    cache_dir=str(tmp_path)), plain)
+  # Other names, other templates or other text weights are other entries.
+  for call in (lambda m: ce.class_embeddings(m, names[:2], "simple", cache_dir=str(tmp_path)),
+               lambda m: ce.class_embeddings(m, names, "subset", cache_dir=str(tmp_path))):
+    with pytest.raises(AssertionError, match="recomputed"):
+      call(tiny_model)
+  key = runtime_cache.embedding_key(tiny_model, names, ce.get_templates("simple"))
+  proj = tiny_model.text_projector
+  leaf = next(v for _, v in nnx.to_flat_state(nnx.state(proj)))
+  old = leaf.get_value()
+  try:
+    leaf.set_value(old + 1e-3)
+    assert runtime_cache.embedding_key(tiny_model, names, ce.get_templates("simple")) != key
+  finally:
+    leaf.set_value(old)
+  assert runtime_cache.embedding_key(tiny_model, names, ce.get_templates("simple")) == key
