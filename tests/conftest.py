@@ -50,3 +50,14 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> pathlib.Path:
   out = tmp_path_factory.mktemp("ckpt") / "tiny"
   save_pretrained(tiny_model, str(out))
   return out
+
+
+@pytest.fixture
+def fast_compiles():
+  """XLA with most optimizations off, for tests where only compile time matters (results are
+  compared with programs compiled the same way)."""
+  import jax
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)

@@ -3,7 +3,6 @@ shared VOC sample with a tiny checkpoint."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -47,13 +46,6 @@ def test_original_box_maps_back_through_the_centre_crop():
   assert crop.shape == (50, 50, 3) and mapping == (0.5, 25, 0)
   assert concepts.original_box((0, 0, 50, 50), mapping, (100, 200)) == [50, 0, 150, 100]
 
-
-@pytest.fixture
-def fast_compiles():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
 
 
 def test_cli_concepts_on_voc_sample(tiny_checkpoint, voc_root, tmp_path, capsys, fast_compiles):

@@ -18,15 +18,6 @@ from groupvit_jax.segmentation import dense
 
 
 
-@pytest.fixture
-def fast_compiles():
-  # Exported programs are compared with in-process ones compiled the same way (jax.export
-  # programs are compiled by this process's JAX).
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
-
 
 IMAGE, WINDOW = 32, 48  # the tiny model's input size, and a larger window
 

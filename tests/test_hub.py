@@ -2,8 +2,6 @@
 (``models--org--name/{blobs,snapshots/<commit>,refs/<branch>}``), holding small checkpoints made
 by transformers, read fully offline; and the errors when a name is not cached."""
 
-import hashlib
-import os
 import shutil
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 
 import groupvit_jax as gv
 from groupvit_jax.cli.main import build_parser, main as cli_main
+from hub_cache import add_snapshot
 from reference_models import TINY_HF, assert_parity, make_hf_model
 
 REPO = "testorg/groupvit-tiny"
@@ -18,21 +17,6 @@ COMMITS = {"main": "a" * 40, "v1": "b" * 40}  # branch/tag -> commit
 SEEDS = {"main": 0, "v1": 1}
 X = np.random.RandomState(0).randn(2, 32, 32, 3).astype(np.float32)
 IDS = gv.tokenize(["a cat on a mat", "two dogs"], context_length=16)
-
-
-def _add_snapshot(cache, repo_id, ref, commit, src_dir):
-  """Files of ``src_dir`` as blobs named by content hash, linked from snapshots/<commit>/."""
-  root = cache / ("models--" + repo_id.replace("/", "--"))
-  (root / "blobs").mkdir(parents=True, exist_ok=True)
-  snap = root / "snapshots" / commit
-  snap.mkdir(parents=True)
-  for f in sorted(src_dir.iterdir()):
-    data = f.read_bytes()
-    blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-    blob.write_bytes(data)
-    os.symlink(os.path.relpath(blob, snap), snap / f.name)
-  (root / "refs").mkdir(exist_ok=True)
-  (root / "refs" / ref).write_text(commit)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +27,7 @@ def hub_cache(tmp_path_factory):
   for ref, commit in COMMITS.items():
     hf = make_hf_model(TINY_HF, seed=SEEDS[ref])
     hf.save_pretrained(str(base / f"src_{ref}"))
-    _add_snapshot(cache, REPO, ref, commit, base / f"src_{ref}")
+    add_snapshot(cache, REPO, ref, commit, base / f"src_{ref}")
     models[ref] = hf
   return base, models
 

@@ -3,7 +3,6 @@ class shares, checked against the written masks), and bad files skipped by name.
 
 import json
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,13 +10,6 @@ from PIL import Image
 from groupvit_jax.cli.main import main as cli_main
 from groupvit_jax.image_files import expand_image_args
 
-
-@pytest.fixture
-def fast_compiles():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
 
 
 def test_expand_image_args(tmp_path):

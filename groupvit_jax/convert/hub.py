@@ -87,9 +87,10 @@ def resolve(name: str, revision: str | None = None) -> str:
                              library_name="groupvit_jax")
   except errors.LocalEntryNotFoundError as e:
     mode = "downloads are off (HF_HUB_OFFLINE=1)" if offline() else "the hub is unreachable"
+    local = "" if os.fspath(name).startswith(HUB_PREFIX) else f" (nor a local path {name})"
     raise HubCheckpointNotFoundError(
-        f"{where} is not in the Hugging Face cache ({cache_dir()}) and {mode}; fetch it once "
-        f"with: {fetch_command(repo_id, revision)}") from e
+        f"{where} is not in the Hugging Face cache ({cache_dir()}){local} and {mode}; fetch it "
+        f"once with: {fetch_command(repo_id, revision)}") from e
   except errors.RevisionNotFoundError as e:
     raise HubCheckpointNotFoundError(f"{repo_id}: no revision {revision!r} on the hub") from e
   except errors.RepositoryNotFoundError as e:
