@@ -4,7 +4,6 @@ shared VOC sample with a tiny checkpoint."""
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from groupvit_jax import concepts
