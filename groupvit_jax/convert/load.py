@@ -12,7 +12,7 @@ from safetensors.numpy import save_file as save_safetensors
 from groupvit_jax.convert import flat_state, hf_config, hf_keys, native, official_keys, readers
 from groupvit_jax.convert import workdir
 from groupvit_jax.convert.official_config import infer_official_config
-from groupvit_jax.model_config import GroupViTConfig
+from groupvit_jax.model_config import GroupViTConfig, check_reference_compatible
 from groupvit_jax.models.groupvit import GroupViT
 
 _LAYOUTS = (
@@ -91,6 +91,9 @@ def save_pretrained(model: GroupViT, directory: str) -> str:
 
 
 def to_official_state_dict(model: GroupViT) -> dict[str, np.ndarray]:
+  """The official ``state_dict`` (keys ``img_encoder.*``, ...); refuses a model that departs from
+  the reference (the official code would run it differently)."""
+  check_reference_compatible(model.config, "official GroupViT")
   return official_keys.to_official(flat_state.to_flat(model))
 
 
