@@ -21,10 +21,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_diagnostics_report_bounded_numbers_for_every_stage(tmp_path, capsys):
-  write_world(str(tmp_path), sw.DEMO_WORLD, 0, 4, 6, 1)
+  write_world(str(tmp_path), sw.COLOURED_KINDS_WORLD, 0, 4, 6, 1)
   dataset = open_dataset("folder", str(tmp_path / "eval"), "val")
   config = config_lib.load_config(os.path.join(REPO, "configs", "shapes.py"),
-                                  "width=32,text_width=32,text_layers=1")
+                                  "preset=two_stage_blocks,width=32,text_width=32,text_layers=1")
   model = gv.GroupViT(GroupViTConfig.from_dict(config.model.to_dict()), rngs=nnx.Rngs(0))
   out = shapes_diagnostics.diagnose(model, dataset, batch=4)
   assert len(out["stages"]) == 2  # one row per grouping stage
