@@ -136,5 +136,5 @@ def get_config(arg=None):
   config.optim.weight_decay = 0.05
   config.ckpt.every_steps = 500
   config.ckpt.keep = 1
-  config.evals.retrieval.every_steps = 10**9  # off (the demo evaluates segmentation at the end)
+  config.evals.retrieval.every_steps = 0  # off (the demo evaluates segmentation at the end)
   return config

@@ -1,6 +1,7 @@
 """shapes_config: make demo's configuration, its presets, and the demo from an installed copy."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ DEMO_RECIPE = {"seed": 0, "total_steps": 350, "steps_per_epoch": 350, "num_epoch
                "input.augment.randaugment": "", "input.augment.random_erasing": 0.0,
                "optim.base_lr": 5e-4, "optim.warmup_lr": 1e-5, "optim.min_lr": 1e-5,
                "optim.reference_batch": 64, "optim.warmup_steps": 35, "optim.weight_decay": 0.05,
-               "ckpt.every_steps": 500, "ckpt.keep": 1, "evals.retrieval.every_steps": 10**9}
+               "ckpt.every_steps": 500, "ckpt.keep": 1, "evals.retrieval.every_steps": 0}
 
 
 def _get(config, dotted):
@@ -96,9 +97,15 @@ def test_configs_shapes_file_is_the_package_config():
 @pytest.mark.slow
 def test_demo_resolves_its_config_from_a_non_editable_install(tmp_path):
   """``pip install .`` copies the package: the demo must not read files of the checkout."""
-  target = tmp_path / "site"
+  source, target = tmp_path / "source", tmp_path / "site"
+  source.mkdir()  # a copy of what pip reads: the build writes build/ next to its source
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(os.path.join(REPO, name), source / name)
+  for package in ("groupvit_jax", "input_pipeline"):
+    shutil.copytree(os.path.join(REPO, package), source / package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                  "--no-build-isolation", "--no-compile", "--target", str(target), REPO],
+                  "--no-build-isolation", "--no-compile", "--target", str(target), str(source)],
                  check=True, capture_output=True, timeout=600, cwd=tmp_path)
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()

@@ -6,7 +6,6 @@ import json
 import os
 
 import numpy as np
-from flax import nnx
 from safetensors.numpy import save_file as save_safetensors
 
 from groupvit_jax.convert import flat_state, hf_config, hf_keys, native, official_keys, readers
@@ -111,6 +110,3 @@ def export_hf(model: GroupViT, directory: str) -> str:
   save_safetensors(sd, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
   return os.path.abspath(directory)
 
-
-def random_model(config: GroupViTConfig, seed: int = 0) -> GroupViT:
-  return GroupViT(config, rngs=nnx.Rngs(seed))
