@@ -49,6 +49,7 @@ def test_merge_keeps_old_rows_with_their_machine_and_the_table_order(tmp_path):
   assert "preset 'two_stage_blocks' of groupvit_jax/shapes_config.py" in md
 
 
+@pytest.mark.slow
 def test_every_base_is_a_preset():
   proc = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True,
                         timeout=300)
