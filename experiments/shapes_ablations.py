@@ -1,10 +1,10 @@
 """The paper's ablations in miniature, on the synthetic shapes world of ``make demo``.
 
-Trains every variant of a base configuration (a ``make demo`` variant, groupvit_jax/demo.py
-VARIANTS: its world and configs/shapes.py arguments) for each seed on one world, evaluates
+Trains every variant of a base configuration (a preset of groupvit_jax/shapes_config.py: its
+world and arguments) for each seed on one world, evaluates
 zero-shot segmentation of the held-out test split exactly like ``make demo`` (background threshold
 chosen on val, protocol ``shapes``), and writes a markdown table plus the raw numbers to
-shapes_ablations_{base}.md / .json. Base ``round6`` (the demo's default):
+shapes_ablations_{base}.md / .json. Base ``demo`` (the default, make demo's model):
 
   variant                      paper table   arguments after the base's
   GroupViT (1 stage, ...)      (reference)   -
@@ -16,11 +16,11 @@ shapes_ablations_{base}.md / .json. Base ``round6`` (the demo's default):
   ViT + K-means (K=16)         Table 4       the same ViT checkpoints, patch tokens clustered
   ViT without blocks           (round 5)     vit=True,vit_depth=0
 
-Base ``round3`` (configs/shapes.py as it is) has the rows of ``ROWS["round3"]``.
+Base ``two_stage_blocks`` has the rows of ``ROWS["two_stage_blocks"]``.
 ``--only NAME ... --merge`` runs some variants and keeps the other rows of the existing json
 (each row records the machine and date it was measured on).
 
-    python experiments/shapes_ablations.py [--base round6] [--seeds 0 1] [--steps N]
+    python experiments/shapes_ablations.py [--base demo] [--seeds 0 1] [--steps N]
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "experiments", "benchmarks")]
 
 from bench_common import machine  # noqa: E402  pylint: disable=g-import-not-at-top
-from groupvit_jax import demo  # noqa: E402  pylint: disable=g-import-not-at-top
+from groupvit_jax import demo, shapes_config  # noqa: E402  pylint: disable=g-import-not-at-top
 
 ROWS = {  # base -> (name, paper table, configs/shapes.py arguments after the base's)
-    "round6": (
+    "demo": (
         ("GroupViT (1 stage, no blocks, 4 px patches, 16 segments)", "ref", ""),
         ("soft assignment", "Tab. 1", "hard=False"),
         ("no multi-label loss", "Tab. 3", "multi_label=0"),
@@ -49,12 +49,12 @@ ROWS = {  # base -> (name, paper table, configs/shapes.py arguments after the ba
         ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 2 blocks: the GroupViT's parameter count
         ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
     ),
-    "round3": (
+    "two_stage_blocks": (
         ("GroupViT (2-stage, hard, multi-label)", "ref", ""),
         ("soft assignment", "Tab. 1", "hard=False"),
         ("no multi-label loss", "Tab. 3", "multi_label=0"),
         ("1 stage", "Tab. 2", "stages=1"),
-        # round 5's lead: the patch embedding and the two GroupingBlocks only
+        # the patch embedding and the two GroupingBlocks only (preset two_stage_no_blocks)
         ("without Transformer blocks (depths=0/0/0, assign_std=0.2)", "",
          "depths=0/0/0,assign_std=0.2"),
         ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 4 blocks
@@ -65,9 +65,7 @@ ROWS = {  # base -> (name, paper table, configs/shapes.py arguments after the ba
 def kmeans_k(base: str) -> int:
   """As many clusters as the base GroupViT has final groups (read from its config)."""
   from groupvit_jax.model_config import GroupViTConfig  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.train import config_lib  # pylint: disable=g-import-not-at-top
-  config = config_lib.load_config(os.path.join(REPO, "configs", "shapes.py"),
-                                  demo.variant(base)[1])
+  config = shapes_config.get_config(demo.preset(base)[1])
   return GroupViTConfig.from_dict(config.model.to_dict()).vision.num_output_groups[-1]
 
 
@@ -93,7 +91,7 @@ def merge_rows(old: dict, rows: dict, base: str) -> dict:
 
 
 def run(args) -> dict:
-  world, base_arg = demo.variant(args.base)
+  world, base_arg = demo.preset(args.base)
   _, shards, eval_root = demo.make_world(args.data, args.world_seed, args.train_images, 200,
                                          args.test_images, cfg=world)
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
@@ -139,18 +137,18 @@ def table(out: dict, args) -> str:
   lines.append(f"| background everywhere | | | {out['chance_miou']:.3f} | |"
                + (" |" if len(machines) > 1 else ""))
   steps = next(iter(out["rows"].values()))["steps"] if out["rows"] else 0
-  base_arg = demo.VARIANTS[args.base][1]
+  about = shapes_config.PRESETS[args.base].about
   return "\n".join(lines) + (
       f"\n\nmIoU (fraction, background included) on {args.test_images} held-out test images of "
-      f"world seed {args.world_seed}, {steps} steps x batch 64 per run, base configuration "
-      f"{args.base!r} of groupvit_jax/demo.py VARIANTS ({base_arg or 'configs/shapes.py as it is'})"
+      f"world seed {args.world_seed}, {steps} steps x batch 64 per run, base: preset "
+      f"{args.base!r} of groupvit_jax/shapes_config.py ({about})"
       f"; K-means reuses the ViT checkpoints. Machine: {machines[0] if len(machines) == 1 else ''}"
       + "".join(f"\n({i + 1}) {m}" for i, m in enumerate(machines) if len(machines) > 1) + ".\n")
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--base", default=demo.DEFAULT_VARIANT, choices=sorted(ROWS),
+  p.add_argument("--base", default=shapes_config.DEFAULT_PRESET, choices=sorted(ROWS),
                  help="the demo variant whose model is ablated (default: the demo's)")
   p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   p.add_argument("--steps", type=int, default=None, help="steps per run (default: the config's)")

@@ -28,6 +28,7 @@ world's val split (folder layout, as ``make demo`` writes it) it prints:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -187,15 +188,20 @@ def main(argv=None) -> int:
   p.add_argument("--stuff-names", default="",
                  help="comma-separated background names to add to the vocabulary, e.g. "
                  "noise,stripes,checkerboard,gradient,wall (input_pipeline.synthetic_world.STUFF_NAMES)")
+  p.add_argument("--batch", type=int, default=100, help="images per forward")
+  p.add_argument("--json", default="", help="also write the numbers to this JSON file")
   args = p.parse_args(argv)
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
   from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
   model = load_pretrained(args.checkpoint)
   dataset = open_dataset("folder", args.eval_root, args.split)
-  out = diagnose(model, dataset)
+  out = diagnose(model, dataset, batch=args.batch)
   if args.stuff_names:
     out["stuff_vocabulary_miou"] = stuff_vocabulary_miou(model, dataset, args.stuff_names.split(","))
   report(out)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=1, default=float)
   return 0
 
 

@@ -1,7 +1,7 @@
 """One probe of the shapes demo: a world variant, a training run, and every diagnostic.
 
 The rows of round 4 in experiments/results/shapes_demo_notes.md were produced with this script:
-it writes ``DEMO_WORLD`` with the given ``WorldConfig`` overrides (once per distinct world),
+it writes ``COLOURED_KINDS_WORLD`` with the given ``WorldConfig`` overrides (once per distinct world),
 trains ``configs/shapes.py`` with the given arguments through the demo's trainer call, then
 prints the test mIoU under the ``shapes`` protocol (background threshold chosen on val), the
 mIoU with the background kinds' names in the vocabulary, and the val diagnostics of
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--name", required=True, help="the probe's name (its training workdir)")
   p.add_argument("--config-arg", default="", help="configs/shapes.py arguments")
-  p.add_argument("--world", default="{}", help="JSON WorldConfig overrides of DEMO_WORLD")
+  p.add_argument("--world", default="{}", help="JSON WorldConfig overrides of COLOURED_KINDS_WORLD")
   p.add_argument("--work", default="/tmp/shapes_probe")
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--seed", type=int, default=0)
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 
   try:
     overrides = json.loads(args.world)
-    cfg = dataclasses.replace(sw.DEMO_WORLD, **overrides)
+    cfg = dataclasses.replace(sw.COLOURED_KINDS_WORLD, **overrides)
   except (ValueError, TypeError) as e:
     raise SystemExit(f"--world: expected a JSON object of WorldConfig fields, got {args.world!r} "
                      f"({e})") from e

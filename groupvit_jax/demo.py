@@ -2,23 +2,22 @@
 
 1. writes the synthetic shapes world (input_pipeline/synthetic_world.py): webdataset training
    shards and val/test splits with ground-truth masks;
-2. trains a small GroupViT with configs/shapes.py through the real trainer
-   (groupvit_jax.train.loop), captions only (the configuration: ``VARIANTS`` below);
+2. trains a small GroupViT with groupvit_jax/shapes_config.py (configs/shapes.py for the
+   trainer) through the real trainer (groupvit_jax.train.loop), captions only;
 3. trains the pixel-wise baseline: a ViT of the same width, patch size and parameter count with
-   the same losses and recipe (the paper's Table 4 baseline, configs/shapes.py:vit=True);
+   the same losses and recipe (the paper's Table 4 baseline, ``vit=True``);
 4. picks each model's background threshold on the val split and evaluates zero-shot
    segmentation on the test split through the real evaluation (protocol ``shapes``), with the
    four shape names as the vocabulary;
 5. writes results/shapes/metrics.json, overlay pictures and group maps.
 
     python -m groupvit_jax.demo [--out results/shapes] [--data data/shapes] [--steps N]
-        [--variant round6|round5|round3]
+        [--preset demo|two_stage_no_blocks|two_stage_blocks] [--config-arg ARGS]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -26,25 +25,8 @@ import time
 
 import numpy as np
 
+from groupvit_jax import shapes_config
 from input_pipeline import synthetic_world
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The configurations the demo can run (rounds of experiments/results/shapes_demo_notes.md):
-# options of the world on top of synthetic_world.DEMO_WORLD
-# and configs/shapes.py arguments given to both models, the user's --config-arg after them.
-#   round6 (the default): a 1-stage GroupViT without Transformer blocks, 4 px patches, 16 group
-#     tokens to 16 segments, each segment the mean of its own tokens (``group_residual=False``);
-#     the baseline ViT has 2 blocks, as many parameters; captions name the background with nouns;
-#     350 steps (the ViT's 256 tokens cost 3.7x the GroupViT's step, and the demo has 20 minutes).
-#   round5: 2 stages without blocks, 8 px patches, the reference's segment residual.
-#   round3: configs/shapes.py as it is (the configuration of the measured ablation table).
-VARIANTS = {
-    "round6": (synthetic_world.ROUND5_WORLD_OPTIONS, "stages=1,depths=0/0/0,groups=16/16,patch=4,"
-               "assign_std=0.2,group_residual=False,vit_depth=2,steps=350"),
-    "round5": (synthetic_world.ROUND5_WORLD_OPTIONS, "depths=0/0/0,assign_std=0.2"),
-    "round3": ({}, ""),
-}
-DEFAULT_VARIANT = "round6"
 
 TITLES = {"groupvit": "GroupViT", "vit_pixelwise": "ViT pixel-wise"}
 # Background thresholds tried on val. The score of a group is a product of two softmaxes over the
@@ -56,21 +38,19 @@ def banner(text: str) -> None:
   print(f"\n=== {text} ===", flush=True)
 
 
-def variant(name: str, config_arg: str = ""):
-  """-> (world config, configs/shapes.py arguments) of the demo variant ``name`` (``VARIANTS``),
-  ``config_arg`` applied after the variant's arguments."""
-  if name not in VARIANTS:
-    raise ValueError(f"unknown demo variant {name!r}; expected one of {sorted(VARIANTS)}")
-  options, arg = VARIANTS[name]
-  world = dataclasses.replace(synthetic_world.DEMO_WORLD, **options)
-  return world, ",".join(filter(None, [arg, config_arg]))
+def preset(name: str, config_arg: str = ""):
+  """-> (world config, shapes_config arguments) of the preset ``name`` (shapes_config.PRESETS),
+  ``config_arg`` applied after the preset's arguments."""
+  if name not in shapes_config.PRESETS:
+    raise ValueError(f"unknown preset {name!r}; expected one of {sorted(shapes_config.PRESETS)}")
+  world = synthetic_world.WORLDS[shapes_config.PRESETS[name].world]
+  return world, ",".join(filter(None, [f"preset={name}", config_arg]))
 
 
 def make_world(data: str, seed: int, num_train: int, num_val: int, num_test: int,
                any_colour: bool = False, cfg=None):
   """Writes the world ``cfg`` (default: the demo world) under ``data`` unless the same world
   (config, seed, sizes) is there."""
-  from input_pipeline import synthetic_world  # pylint: disable=g-import-not-at-top
   from input_pipeline.world_files import write_world  # pylint: disable=g-import-not-at-top
   cfg = cfg or synthetic_world.DEMO_WORLD
   if any_colour:
@@ -92,8 +72,8 @@ def make_world(data: str, seed: int, num_train: int, num_val: int, num_test: int
 
 
 def train(arg: str, shards: str, workdir: str, steps: int | None):
-  from groupvit_jax.train import config_lib, loop  # pylint: disable=g-import-not-at-top
-  config = config_lib.load_config(os.path.join(REPO, "configs", "shapes.py"), arg)
+  from groupvit_jax.train import loop  # pylint: disable=g-import-not-at-top
+  config = shapes_config.get_config(arg)
   config.input.train_shards = shards
   if steps:
     config.total_steps = steps
@@ -173,9 +153,9 @@ def show_training_progress() -> None:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", default=os.path.join(REPO, "results", "shapes"))
-  p.add_argument("--data", default=os.path.join(REPO, "data", "shapes"))
-  p.add_argument("--runs", default=os.path.join(REPO, "runs", "shapes"),
+  p.add_argument("--out", default=os.path.join("results", "shapes"))
+  p.add_argument("--data", default=os.path.join("data", "shapes"))
+  p.add_argument("--runs", default=os.path.join("runs", "shapes"),
                  help="training workdirs (checkpoints, metrics.jsonl, TensorBoard)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--train-images", type=int, default=30000)
@@ -187,12 +167,14 @@ def main(argv=None) -> int:
                  help="every shape in any colour (the kind names then have to be learnt from "
                  "geometry alone; see experiments/results/shapes_demo_notes.md)")
   p.add_argument("--config-arg", default="",
-                 help="extra configs/shapes.py arguments for both runs, e.g. 'batch=32,lr=1e-3'")
-  p.add_argument("--variant", default=DEFAULT_VARIANT, choices=sorted(VARIANTS),
-                 help="which configuration of the notes' rounds to run (groupvit_jax/demo.py "
-                 f"VARIANTS; default {DEFAULT_VARIANT})")
+                 help="extra shapes_config arguments for both runs, after the preset's, e.g. "
+                 "'batch=32,lr=1e-3'")
+  p.add_argument("--preset", default=shapes_config.DEFAULT_PRESET,
+                 choices=sorted(shapes_config.PRESETS),
+                 help="a named configuration and its world (groupvit_jax/shapes_config.py PRESETS;"
+                 f" default {shapes_config.DEFAULT_PRESET}: what configs/shapes.py builds)")
   args = p.parse_args(argv)
-  world_cfg, args.config_arg = variant(args.variant, args.config_arg)
+  world_cfg, args.config_arg = preset(args.preset, args.config_arg)
   os.makedirs(args.out, exist_ok=True)
   show_training_progress()
   t0 = time.time()
@@ -224,7 +206,7 @@ def main(argv=None) -> int:
       "chance_miou": chance_miou(eval_root),
       "protocol": "shapes (whole 64x64 test images; background threshold chosen on val)",
       "seed": args.seed, "num_test_images": results["groupvit"]["num_images"],
-      "variant": args.variant, "config_arg": args.config_arg,
+      "preset": args.preset, "config_arg": args.config_arg,
       "world": world.to_dict(),
       "per_class_iou": {n: r["per_class_iou"] for n, r in results.items()},
       "bg_threshold": thresholds,

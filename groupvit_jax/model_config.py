@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
@@ -29,6 +31,16 @@ class VisionConfig:
   qkv_bias: bool = True
   drop_path_rate: float = 0.1
   hard_assignment: bool = True
+  assign_eps: float = 1.0
+  assign_mlp_ratio: tuple[float, float] = (0.5, 4.0)
+  layer_norm_eps: float = 1e-5
+  act: str = "gelu"  # every vision MLP (exact erf GELU in the reference)
+
+  # ---- departures from the reference (REFERENCE_DEPARTURES below) -------------------------------
+  # Knobs for probing small models trained briefly from scratch (experiments/results/
+  # shapes_demo_notes.md). Their defaults are the reference; any other value is a model that the
+  # official code and transformers cannot express, so every exporter refuses it
+  # (``check_reference_compatible``). None of them adds or renames a parameter.
   # Gumbel noise on the assignment logits in training (the official GroupingBlock's ``gumbel``
   # argument, on in every released model). Off: the hard assignment is the plain argmax, still
   # straight-through. Only used with ``hard_assignment`` (soft assignment has no noise).
@@ -39,14 +51,8 @@ class VisionConfig:
   assign_qk_init_std: float = 0.02
   # The reference adds the group tokens' pre-assignment cross-attention output to every segment
   # (``z = out + p``, spec 1.5 step 5), so each segment also carries a summary of the whole
-  # image. False keeps ``z = out``: a segment is the mean of its own tokens only. A departure from
-  # the reference, for probing small models (experiments/results/shapes_demo_notes.md, round 6);
-  # no parameter changes, so checkpoints load either way.
+  # image. False keeps ``z = out``: a segment is the mean of its own tokens only.
   group_token_residual: bool = True
-  assign_eps: float = 1.0
-  assign_mlp_ratio: tuple[float, float] = (0.5, 4.0)
-  layer_norm_eps: float = 1e-5
-  act: str = "gelu"  # every vision MLP (exact erf GELU in the reference)
   # Initial value of the (learned) position embedding: "normal" = N(0, 0.02) as the reference;
   # "sincos2d" = the fixed 2-D sine-cosine table of MAE / big_vision, a locality prior that
   # helps small models trained briefly from scratch. Only the starting point differs.
@@ -91,6 +97,63 @@ class VisionConfig:
   def num_groups(self) -> int:
     """Number of segment tokens the encoder ends with."""
     return self.num_output_groups[-1] if self.num_output_groups else self.grid_size**2
+
+  @property
+  def assign_rule(self) -> str:
+    """Name of the assignment rule (``models/assign.py:ASSIGN_RULES``) this config selects."""
+    if not self.hard_assignment:
+      return "soft"
+    return "gumbel_straight_through" if self.gumbel else "hard_argmax"
+
+  def stages(self) -> tuple["StageConfig", ...]:
+    """One ``StageConfig`` per stage, in order (drop-path rates rising linearly over all
+    blocks, spec 1.3)."""
+    dpr = np.linspace(0.0, self.drop_path_rate, sum(self.depths)).tolist()
+    out, start = [], 0
+    for s, depth in enumerate(self.depths):
+      last = s == self.num_stages - 1
+      out.append(StageConfig(
+          dim=self.embed_dim, depth=depth, num_heads=self.num_heads[s],
+          num_group_token=self.num_group_tokens[s],
+          num_output_group=0 if last else self.num_output_groups[s],
+          num_prev_group_token=self.num_group_tokens[s - 1] if s > 0 else 0,
+          drop_path=tuple(dpr[start:start + depth]), mlp_ratio=self.mlp_ratio,
+          qkv_bias=self.qkv_bias, eps=self.layer_norm_eps, act=self.act,
+          assign_rule=self.assign_rule, assign_eps=self.assign_eps,
+          assign_qk_init_std=self.assign_qk_init_std,
+          group_token_residual=self.group_token_residual,
+          assign_mlp_ratio=self.assign_mlp_ratio))
+      start += depth
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+  """Everything one image-encoder stage (``GroupingLayer``) and its ``GroupingBlock`` need, built
+  once by ``VisionConfig.stages()``. A new grouping variant adds its field here and reads it in
+  models/grouping.py (or adds a rule to models/assign.py:ASSIGN_RULES)."""
+
+  dim: int
+  depth: int
+  num_heads: int
+  num_group_token: int  # group tokens appended to this stage's input (0: none)
+  num_output_group: int  # segments the stage's GroupingBlock outputs (0: the stage does not group)
+  num_prev_group_token: int  # the previous stage's group tokens (0: no group projector)
+  drop_path: tuple[float, ...]  # one rate per block
+  mlp_ratio: float
+  qkv_bias: bool
+  eps: float
+  act: str
+  assign_rule: str
+  assign_eps: float
+  assign_qk_init_std: float
+  group_token_residual: bool
+  assign_mlp_ratio: tuple[float, float]
+
+  @property
+  def groups(self) -> bool:
+    """Whether the stage ends with a GroupingBlock."""
+    return self.num_group_token > 0 and self.num_output_group > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,3 +280,52 @@ def tiny(**vision_overrides) -> GroupViTConfig:
 
 
 PRESETS = {"gcc_yfcc": gcc_yfcc, "gcc_redcap": gcc_redcap, "one_stage": one_stage, "tiny": tiny}
+
+
+# ---- departures from the reference ----------------------------------------------------------------
+
+# field of ``VisionConfig`` -> (the reference's value, what another value changes).
+REFERENCE_DEPARTURES: dict[str, tuple[Any, str]] = {
+    "group_token_residual": (
+        True, "the forward differs: each segment drops the reference's pre-assignment residual "
+        "(z = out instead of z = out + p, spec 1.5 step 5)"),
+    "gumbel": (
+        True, "training differs: the assignment is the plain argmax without Gumbel noise, which "
+        "the target format cannot record"),
+    "assign_qk_init_std": (
+        0.02, "initialisation differs: the assignment's q/k kernels start at another std, which "
+        "the target format cannot record"),
+    "pos_embed_init": (
+        "normal", "initialisation differs: the position embedding starts from a sine-cosine "
+        "table, which the target format cannot record"),
+}
+
+
+def departures(config: GroupViTConfig | VisionConfig) -> dict[str, str]:
+  """{``model.vision.<field>=<value>``: why} for every departure from the reference that
+  ``config`` uses (empty for a reference model)."""
+  vision = config.vision if isinstance(config, GroupViTConfig) else config
+  out = {}
+  for name, (reference, why) in REFERENCE_DEPARTURES.items():
+    value = getattr(vision, name)
+    if name == "gumbel" and not vision.hard_assignment:
+      continue  # soft assignment draws no noise either way
+    if value != reference:
+      out[f"model.vision.{name}={value!r} (the reference: {reference!r})"] = why
+  return out
+
+
+class ReferenceDepartureError(ValueError):
+  """A model that departs from the reference was given to an exporter of a reference format."""
+
+
+def check_reference_compatible(config: GroupViTConfig | VisionConfig, target: str) -> None:
+  """Raises ``ReferenceDepartureError`` naming every departure ``config`` uses, for exporters
+  whose format (``target``, e.g. 'transformers') holds only the reference architecture."""
+  found = departures(config)
+  if found:
+    lines = "\n".join(f"  - {field}: {why}" for field, why in found.items())
+    raise ReferenceDepartureError(
+        f"this model cannot be written as a {target} checkpoint: it departs from the reference "
+        f"GroupViT in\n{lines}\nKeep it in the groupvit_jax format (groupvit-jax convert --to "
+        f"native), which records these fields.")

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-REFERENCE_BATCH = 4096
+REFERENCE_BATCH = 4096  # the batch the reference's rates are given for (spec section 4)
 
 
 class ScheduleParams(NamedTuple):

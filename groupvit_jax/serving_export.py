@@ -90,8 +90,12 @@ def export_stablehlo(model, image_size: int, seg_size: int,
 
 def _info(model, image_size, seg_size, fmt, files, platforms, num_classes) -> dict:
   from groupvit_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.model_config import departures  # pylint: disable=g-import-not-at-top
   cfg = model.config
   return {
+      # The export runs this model's own forward, departures included (unlike a transformers
+      # export, which would silently drop them): recorded so a reader knows what it serves.
+      "reference_departures": departures(cfg),
       "format": fmt, "files": files, "platforms": list(platforms or [jax.default_backend()]),
       "image_size": image_size, "segment_window": seg_size,
       "segment_classes": num_classes or f"any n >= {dense.TOP_K}",

@@ -16,7 +16,8 @@ from typing import Any
 import jax
 from flax import nnx
 from flax.core import spmd as core_spmd
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 # Parameter dimensions.
 EMBED = "embed"  # model width (vision C, text width)
@@ -47,6 +48,46 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     (PATCH, None),
     (LENGTH, None),
 )
+
+
+def make_mesh(mesh_axes: Sequence[tuple[str, int]], devices=None) -> Mesh:
+  """A mesh from ``(("data", -1), ("fsdp", 1), ...)``; one size may be -1 (all remaining devices).
+
+  Axis types are ``Auto`` (GSPMD propagation): ``jax.make_mesh`` would default to ``Explicit``.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  names = tuple(str(n) for n, _ in mesh_axes)
+  sizes = [int(s) for _, s in mesh_axes]
+  if len(set(names)) != len(names):
+    raise ValueError(f"config.mesh: duplicate axis names in {mesh_axes}")
+  if sizes.count(-1) > 1:
+    raise ValueError(f"config.mesh: at most one axis may be -1, got {mesh_axes}")
+  known = int(np.prod([s for s in sizes if s != -1]))
+  if known <= 0 or len(devices) % known:
+    raise ValueError(f"config.mesh {mesh_axes}: the fixed axis sizes (product {known}) must divide "
+                     f"the {len(devices)} devices")
+  sizes = [len(devices) // known if s == -1 else s for s in sizes]
+  if int(np.prod(sizes)) != len(devices):
+    raise ValueError(f"config.mesh {mesh_axes} resolves to {dict(zip(names, sizes))} = "
+                     f"{int(np.prod(sizes))} devices, but {len(devices)} are available")
+  return jax.make_mesh(tuple(sizes), names, axis_types=(AxisType.Auto,) * len(names),
+                       devices=devices)
+
+
+def data_mesh(devices=None) -> Mesh:
+  """All ``devices`` (default: every device) on one ``data`` axis."""
+  return make_mesh((("data", -1),), devices)
+
+
+def batch_axes(rules: Rules = DEFAULT_RULES) -> tuple[str, ...]:
+  """The mesh axes that the ``batch`` rule splits a batch over."""
+  axes = next((a for name, a in rules if name == BATCH and a is not None), ())
+  return (axes,) if isinstance(axes, str) else tuple(axes)
+
+
+def data_parallel_size(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> int:
+  """How many ways a batch is split on ``mesh``: the product of its ``batch`` axes' sizes."""
+  return int(np.prod([mesh.shape[a] for a in batch_axes(rules) if a in mesh.shape]))
 
 
 def partitioned(init, *names):

@@ -28,8 +28,6 @@ from groupvit_jax import sharding as shd
 from input_pipeline import augment, random_access, samples, shards as shards_lib, synthetic
 from input_pipeline import webdataset
 
-MODEL_KEYS = ("image", "text")
-BACKENDS = ("webdataset", "tfds", "synthetic")
 
 
 def num_texts(input_config) -> int:
@@ -62,48 +60,72 @@ def _finish(ds: grain.IterDataset, input_config, seed: int, local_batch: int):
   return ds
 
 
+def _synthetic(input_config, *, seed, process_index, process_count, global_batch, local_batch):
+  del local_batch
+  return synthetic.SyntheticIterator(
+      seed=seed, global_batch=global_batch, image_size=int(input_config.image_size),
+      num_texts=num_texts(input_config), context_length=int(input_config.context_length),
+      process_index=process_index, process_count=process_count)
+
+
+def _webdataset(input_config, *, seed, process_index, process_count, global_batch, local_batch):
+  del global_batch
+  all_shards = shards_lib.expand_shards(input_config.train_shards)
+  mine = shards_lib.host_shards(all_shards, process_index, process_count)
+  logging.info("input: %d shards in total, %d on host %d", len(all_shards), len(mine),
+               process_index)
+  ds = webdataset.WebDatasetSource(mine, seed=seed + 7919 * process_index,
+                                   cycle_length=int(input_config.cycle_length))
+  window = max(1, int(input_config.shuffle_buffer) // max(1, int(input_config.num_workers)))
+  if window > 1:
+    ds = grain.experimental.WindowShuffleIterDataset(ds, window_size=window, seed=seed)
+  return _finish(ds, input_config, seed, local_batch)
+
+
+def _tfds(input_config, *, seed, process_index, process_count, global_batch, local_batch):
+  source = random_access.tfds_source(
+      input_config.tfds_name, split=input_config.tfds_split,
+      data_dir=input_config.tfds_data_dir, image_key=input_config.tfds_image_key,
+      text_key=input_config.tfds_text_key)
+  ds = random_access.ordered_records(source, seed=seed, global_batch=global_batch,
+                                     process_index=process_index, process_count=process_count)
+  return _finish(ds.to_iter_dataset(), input_config, seed, local_batch)
+
+
+# ``input.backend`` -> the function building this host's dataset. A new input format is one
+# function here (and its config keys in train/config_lib.py).
+BACKENDS = {"webdataset": _webdataset, "tfds": _tfds, "synthetic": _synthetic}
+
+
 def make_host_dataset(input_config, *, seed: int, process_index: int, process_count: int):
   """The grain dataset of this host's batches (numpy), or a ``SyntheticIterator``."""
   backend = input_config.backend
+  if backend not in BACKENDS:
+    raise ValueError(f"input.backend must be one of {sorted(BACKENDS)}, got {backend!r}")
   global_batch = int(input_config.batch_size)
   if global_batch % process_count:
     raise ValueError(f"input.batch_size {global_batch} must be divisible by the number of hosts "
                      f"({process_count})")
-  local_batch = global_batch // process_count
-  if backend == "synthetic":
-    return synthetic.SyntheticIterator(
-        seed=seed, global_batch=global_batch, image_size=int(input_config.image_size),
-        num_texts=num_texts(input_config), context_length=int(input_config.context_length),
-        process_index=process_index, process_count=process_count)
-  if backend == "webdataset":
-    all_shards = shards_lib.expand_shards(input_config.train_shards)
-    mine = shards_lib.host_shards(all_shards, process_index, process_count)
-    logging.info("input: %d shards in total, %d on host %d", len(all_shards), len(mine),
-                 process_index)
-    ds = webdataset.WebDatasetSource(mine, seed=seed + 7919 * process_index,
-                                     cycle_length=int(input_config.cycle_length))
-    window = max(1, int(input_config.shuffle_buffer) // max(1, int(input_config.num_workers)))
-    if window > 1:
-      ds = grain.experimental.WindowShuffleIterDataset(ds, window_size=window, seed=seed)
-    return _finish(ds, input_config, seed, local_batch)
-  if backend == "tfds":
-    source = random_access.tfds_source(
-        input_config.tfds_name, split=input_config.tfds_split,
-        data_dir=input_config.tfds_data_dir, image_key=input_config.tfds_image_key,
-        text_key=input_config.tfds_text_key)
-    ds = random_access.ordered_records(source, seed=seed, global_batch=global_batch,
-                                       process_index=process_index, process_count=process_count)
-    return _finish(ds.to_iter_dataset(), input_config, seed, local_batch)
-  raise ValueError(f"input.backend must be one of {BACKENDS}, got {backend!r}")
+  return BACKENDS[backend](input_config, seed=seed, process_index=process_index,
+                           process_count=process_count, global_batch=global_batch,
+                           local_batch=global_batch // process_count)
+
+
+def batch_spec(input_config) -> dict[str, tuple[tuple[int, ...], Any]]:
+  """The model inputs of one global batch, ``{key: (shape, dtype)}``: ``image`` f32
+  [B, S, S, 3] normalised pixels, ``text`` i32 [B, 1+K, L] the caption then K prompts."""
+  i = input_config
+  b, s = int(i.batch_size), int(i.image_size)
+  return {"image": ((b, s, s, 3), np.float32),
+          "text": ((b, num_texts(i), int(i.context_length)), np.int32)}
 
 
 def batch_shardings(mesh: Mesh, rules, input_config) -> dict[str, jax.sharding.NamedSharding]:
   """Shardings of the model inputs: the batch axis over the ``batch`` rule's mesh axes."""
-  b = int(input_config.batch_size)
   out = {}
-  for key, ndim in (("image", 4), ("text", 3)):
-    spec = shd.logical_to_spec((shd.BATCH,) + (None,) * (ndim - 1), (b,) + (1,) * (ndim - 1),
-                               mesh, rules)
+  for key, (shape, _) in batch_spec(input_config).items():
+    spec = shd.logical_to_spec((shd.BATCH,) + (None,) * (len(shape) - 1),
+                               (shape[0],) + (1,) * (len(shape) - 1), mesh, rules)
     out[key] = jax.sharding.NamedSharding(mesh, spec)
   return out
 
@@ -134,10 +156,10 @@ class DeviceBatchIterator:
     for k, v in counts.items():
       self.skipped[k] += v
     batch = {}
-    for key in MODEL_KEYS:
+    for key, sharding in self._shardings.items():  # the keys of batch_spec
       local = np.asarray(host[key])
       shape = (self._global_batch,) + local.shape[1:]
-      batch[key] = jax.make_array_from_process_local_data(self._shardings[key], local, shape)
+      batch[key] = jax.make_array_from_process_local_data(sharding, local, shape)
     return batch, counts
 
   def get_state(self) -> bytes:
@@ -150,6 +172,7 @@ class DeviceBatchIterator:
     self.skipped = {k: int(v) for k, v in state["skipped"].items()}
 
   def start_prefetch(self) -> None:
+    """Called by grain's checkpoint handler after ``set_state`` (a restore)."""
     if hasattr(self._it, "start_prefetch"):
       self._it.start_prefetch()
 

@@ -304,21 +304,24 @@ def render_scene(rng: np.random.Generator, cfg: WorldConfig, allow_empty: bool =
 KIND_COLORS = (("circle", ("red", "orange")), ("square", ("blue", "purple")),
                ("triangle", ("green",)), ("star", ("yellow",)))
 
-# The base world of ``make demo`` (groupvit_jax/demo.py; round 3's world as it is), tuned so
-# that segments can emerge and be named within ~1k steps of a small model on a CPU
-# (experiments/results/shapes_demo_notes.md): larger objects, captions that name every object
-# more often and mostly describe the background, and shape kinds with their own colours.
-# ``any_colour_world`` is the same world with every shape in any colour: there the kind names can
-# only be learnt from geometry. Round 5 of the notes adds ``ROUND5_WORLD_OPTIONS`` (the world of
-# the demo's round5 and round6 variants, groupvit_jax/demo.py VARIANTS; round6 is the default).
-DEMO_WORLD = WorldConfig(min_size=0.3, max_size=0.5, min_visible=0.6, name_all=0.7,
-                         describe_background=0.6, kind_colors=KIND_COLORS)
-# The background named with nouns ("... in front of a checkerboard": the background kinds are
-# words too) and 20% of training scenes without objects.
-ROUND5_WORLD_OPTIONS = dict(describe_background=0.8, background_nouns=True, empty_scenes=0.2)
+# Named worlds (``WORLDS``), tuned so that segments can emerge and be named within ~1k steps of
+# a small model on a CPU (experiments/results/shapes_demo_notes.md).
+# Larger objects, captions that name every object more often and mostly describe the background,
+# and shape kinds with their own colours.
+COLOURED_KINDS_WORLD = WorldConfig(min_size=0.3, max_size=0.5, min_visible=0.6, name_all=0.7,
+                                   describe_background=0.6, kind_colors=KIND_COLORS)
+# The same, with the background named with nouns ("... in front of a checkerboard": the background
+# kinds are words too), described more often, and 20% of training scenes without objects.
+NAMED_BACKGROUNDS_WORLD = dataclasses.replace(COLOURED_KINDS_WORLD, describe_background=0.8,
+                                              background_nouns=True, empty_scenes=0.2)
+WORLDS = {"coloured_kinds": COLOURED_KINDS_WORLD, "named_backgrounds": NAMED_BACKGROUNDS_WORLD}
+# The world of ``make demo`` (groupvit_jax/shapes_config.py PRESETS["demo"]).
+DEMO_WORLD = NAMED_BACKGROUNDS_WORLD
 
 
-def any_colour_world(cfg: WorldConfig = DEMO_WORLD) -> WorldConfig:
+# ``any_colour_world`` is a world with every shape in any colour: there the kind names can only be
+# learnt from geometry.
+def any_colour_world(cfg: WorldConfig = COLOURED_KINDS_WORLD) -> WorldConfig:
   return dataclasses.replace(cfg, kind_colors=None)
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from input_pipeline import multilabel_prompts as prompts_lib
 from input_pipeline.shard_writer import ShardWriter
-from input_pipeline.synthetic_world import (COLORS, DEMO_WORLD, WorldConfig, any_colour_world,
+from input_pipeline.synthetic_world import (COLORS, WORLDS, WorldConfig, any_colour_world,
                                             generate)
 
 # Label colours of the saved masks (palette PNGs; the index is the label id).
@@ -128,10 +128,13 @@ def main(argv=None) -> int:
   p.add_argument("--test", type=int, default=500)
   p.add_argument("--image-size", type=int, default=64)
   p.add_argument("--shard-size", type=int, default=1000)
+  p.add_argument("--world", default="named_backgrounds", choices=sorted(WORLDS),
+                 help="which named world (synthetic_world.WORLDS; default: make demo's)")
   p.add_argument("--any-colour", action="store_true",
-                 help="every shape in any colour (default: the demo world, kinds in own colours)")
+                 help="every shape of the world in any colour (kind names from geometry alone)")
   args = p.parse_args(argv)
-  cfg = any_colour_world() if args.any_colour else DEMO_WORLD
+  cfg = WORLDS[args.world]
+  cfg = any_colour_world(cfg) if args.any_colour else cfg
   cfg = dataclasses.replace(cfg, image_size=args.image_size)
   out = write_world(args.out, cfg, args.seed, args.train, args.val, args.test, args.shard_size)
   print(f"wrote {len(out['train_shards'])} train shards and val/test splits under {args.out}")

@@ -108,7 +108,7 @@ def test_evaluate_imagenet_end_to_end(tmp_path, tiny_checkpoint, tiny_model, cap
   # The same images as a flat folder with a 'FILE SYNSET' labels file.
   (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
   argv = ["--checkpoint", str(tiny_checkpoint), "--data-root", str(tmp_path / "src"),
-          "--labels-file", str(tmp_path / "labels.txt"), "--output", str(out)]
+          "--ground-truth", str(tmp_path / "labels.txt"), "--output", str(out)]
   assert evaluate_imagenet.main(argv) == 0
   res = json.loads(out.read_text())
   assert (res["layout"], res["num_images"], res["top1_correct"], res["top5_correct"]) == (
@@ -131,13 +131,14 @@ def test_evaluate_imagenet_wrong_layout_is_one_error_line(tmp_path, tiny_checkpo
   assert err.startswith("error: ") and "Expected one of" in err and "Traceback" not in err
 
 
-def test_add_arguments_keeps_options_the_evaluate_parser_already_has():
+def test_add_arguments_without_the_common_options_fits_a_parser_that_has_them():
   parser = argparse.ArgumentParser()
   parser.add_argument("--dataset", required=True)
   parser.add_argument("--checkpoint", required=True)
   parser.add_argument("--data-root", required=True)
   parser.add_argument("--output", default="results.json")
-  evaluate_imagenet.add_arguments(parser)
+  parser.add_argument("--batch-size", type=int, default=None)
+  evaluate_imagenet.add_arguments(parser, common=False)
   args = parser.parse_args(["--dataset", "imagenet", "--checkpoint", "c", "--data-root", "d",
                             "--batch-size", "8", "--layout", "flat"])
   assert (args.output, args.batch_size, args.layout, args.templates) == (

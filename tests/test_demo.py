@@ -37,27 +37,28 @@ def test_short_demo_lowers_the_loss_and_reports_miou(tmp_path):
   assert os.path.exists(out / f"{key}_groups.png")
 
 
-def test_variants_select_their_world_and_model():
+def test_presets_select_their_world_and_model():
+  from groupvit_jax import shapes_config  # pylint: disable=g-import-not-at-top
   from groupvit_jax.model_config import GroupViTConfig  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.train import config_lib  # pylint: disable=g-import-not-at-top
   from input_pipeline import synthetic_world as sw  # pylint: disable=g-import-not-at-top
 
   def vision(arg):
-    config = config_lib.load_config(os.path.join(demo.REPO, "configs", "shapes.py"), arg)
-    return GroupViTConfig.from_dict(config.model.to_dict()).vision
+    return GroupViTConfig.from_dict(shapes_config.get_config(arg).model.to_dict()).vision
 
-  assert demo.variant("round3", "lr=1e-3") == (sw.DEMO_WORLD, "lr=1e-3")
-  world, arg = demo.variant("round5", "assign_std=0.1")
+  world, arg = demo.preset("two_stage_blocks", "lr=1e-3")
+  assert world == sw.COLOURED_KINDS_WORLD and arg == "preset=two_stage_blocks,lr=1e-3"
+  world, arg = demo.preset("two_stage_no_blocks", "assign_std=0.1")
   assert world.background_nouns and world.empty_scenes == 0.2 and world.describe_background == 0.8
-  assert world.kind_colors == sw.DEMO_WORLD.kind_colors  # otherwise the demo world
+  assert world.kind_colors == sw.COLOURED_KINDS_WORLD.kind_colors  # otherwise the same world
   assert vision(arg).depths == (0, 0, 0)
   assert vision(arg).assign_qk_init_std == 0.1  # the user's arguments come after the preset
-  world6, arg = demo.variant(demo.DEFAULT_VARIANT)
-  assert demo.DEFAULT_VARIANT == "round6" and world6 == world
+  world_demo, arg = demo.preset(shapes_config.DEFAULT_PRESET)
+  assert world_demo == world == sw.DEMO_WORLD
+  assert vision(arg) == vision(None)  # the demo trains what configs/shapes.py builds by default
   gv = vision(arg)
   assert (gv.depths, gv.num_group_tokens, gv.num_output_groups) == ((0, 0), (16, 0), (16,))
   assert gv.patch_size == 4 and not gv.group_token_residual
   vit = vision(arg + ",vit=True")
   assert vit.depths == (2,) and vit.patch_size == 4  # the baseline: same patches, 2 blocks
-  with pytest.raises(ValueError, match="round6"):
-    demo.variant("round4")
+  with pytest.raises(ValueError, match="two_stage_blocks"):
+    demo.preset("round4")

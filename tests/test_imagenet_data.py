@@ -40,7 +40,7 @@ def test_folders_layout_labels_and_order(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda r: (r / "n01440764").mkdir() or (r / "cats").mkdir(), "not ImageNet WordNet ids"),
     (lambda r: make_folders(r / "val", {3: 1}) and (r / "train").mkdir(), "did you mean"),
-    (lambda r: write_image(r / "ILSVRC2012_val_00000001.JPEG"), "needs --labels-file"),
+    (lambda r: write_image(r / "ILSVRC2012_val_00000001.JPEG"), "needs --ground-truth"),
     (lambda r: (r / "ILSVRC2012_img_val.tar").write_bytes(b""), "--layout tfds"),
     (lambda r: (r / "n01440764").mkdir(), "no images in them"),
     (lambda r: None, "no ImageNet class folders"),
@@ -51,7 +51,7 @@ def test_wrong_folder_layouts_show_what_is_expected(tmp_path, make, message):
     imagenet_data.open_imagenet(tmp_path)
   text = str(err.value)
   assert message in text and str(tmp_path) in text
-  assert "ROOT/n01440764/*.JPEG" in text and "--labels-file" in text and "Found " in text
+  assert "ROOT/n01440764/*.JPEG" in text and "--ground-truth" in text and "Found " in text
   if message == "did you mean":
     assert os.path.join(str(tmp_path), "val") in text
 

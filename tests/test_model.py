@@ -264,8 +264,9 @@ def test_group_token_residual_off_leaves_empty_segments_nothing_of_the_image():
   g = jax.random.normal(jax.random.key(2), (1, 8, 16))
   outs = {}
   for residual in (True, False):
-    block = GroupingBlock(16, 2, 8, 8, group_token_residual=residual, dtype=jnp.float32,
-                          param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    stage = tiny(embed_dim=16, num_group_tokens=(8, 2, 0), num_output_groups=(8, 2),
+                 group_token_residual=residual).vision.stages()[0]
+    block = GroupingBlock(stage, dtype=jnp.float32, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
     out, maps = block(x, g)
     empty = np.asarray(maps["hard"][0].sum(-1)) == 0
     assert empty.sum() >= 4
@@ -274,4 +275,4 @@ def test_group_token_residual_off_leaves_empty_segments_nothing_of_the_image():
                              atol=1e-6)
   assert np.abs(outs[True] - outs[True][:1]).max() > 1e-2  # the reference: each carries its p
   enc = gv.GroupViT(tiny(group_token_residual=False), rngs=nnx.Rngs(0)).img_encoder
-  assert [l.downsample.group_token_residual for l in enc.layers if l.downsample] == [False, False]
+  assert [l.downsample.cfg.group_token_residual for l in enc.layers if l.downsample] == [False, False]

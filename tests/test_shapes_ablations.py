@@ -1,15 +1,21 @@
-"""experiments/shapes_ablations.py: merging newly measured rows into the committed table."""
+"""experiments/shapes_ablations.py, run as a script: merging measured rows into the committed
+table (``--merge`` with no row to train keeps the old rows, in table order, with their machines)."""
 
-import argparse
+import json
 import os
+import re
+import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
-import shapes_ablations as sa  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest
 
-GROUPVIT = sa.ROWS["round3"][0][0]
-VIT, NO_BLOCKS = "ViT, pixel-wise", "ViT without blocks, pixel-wise"
-KMEANS = sa.kmeans_name("round3")
+from groupvit_jax import shapes_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "experiments", "shapes_ablations.py")
+GROUPVIT = "GroupViT (2-stage, hard, multi-label)"  # the reference row of base two_stage_blocks
+VIT = "ViT, pixel-wise"
+KMEANS = "ViT + K-means (K=4, as many groups as GroupViT ends with)"  # 16 -> 4 groups
 
 
 def row(miou, machine=None):
@@ -17,27 +23,36 @@ def row(miou, machine=None):
   return r | ({"machine": machine} if machine else {})
 
 
-def test_merge_keeps_old_rows_with_their_machine_and_the_table_order():
-  old = {"machine": "old box", "rows": {VIT: row(0.15), GROUPVIT: row(0.16), KMEANS: row(0.17)}}
-  merged = sa.merge_rows(old, {NO_BLOCKS: row(0.5, "new box"), GROUPVIT: row(0.2, "new box")},
-                         "round3")
-  assert list(merged) == [GROUPVIT, VIT, KMEANS, NO_BLOCKS]  # VARIANTS order, K-means after ViT
-  assert merged[GROUPVIT]["seeds"]["0"] == 0.2 and merged[GROUPVIT]["machine"] == "new box"
-  assert merged[VIT]["machine"] == "old box" and merged[VIT]["seeds"]["0"] == 0.15
-  out = {"rows": merged, "chance_miou": 0.154, "machine": "new box"}
-  md = sa.table(out, argparse.Namespace(test_images=500, world_seed=0, base="round3"))
-  lines = md.splitlines()
-  assert lines[0].endswith("measured |") and "(1) new box" in md and "(2) old box" in md
-  assert all(line.count("|") == lines[0].count("|") for line in lines if line.startswith("|"))
-  assert f"| {VIT} | Tab. 4 | 0: 0.150 | 0.150 | 1.0 | 2 |" in lines
-  assert "configs/shapes.py as it is" in md
+@pytest.mark.slow
+def test_merge_keeps_old_rows_with_their_machine_and_the_table_order(tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  old = {"machine": "box A", "rows": {VIT: row(0.15), KMEANS: row(0.17),
+                                      GROUPVIT: row(0.2, "box B")}}
+  (out / "shapes_ablations_two_stage_blocks.json").write_text(json.dumps(old))
+  proc = subprocess.run(
+      [sys.executable, SCRIPT, "--base", "two_stage_blocks", "--only", "no such row", "--merge",
+       "--seeds", "0", "--train-images", "16", "--test-images", "4", "--data",
+       str(tmp_path / "data"), "--runs", str(tmp_path / "runs"), "--out", str(out)],
+      cwd=tmp_path, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  merged = json.loads((out / "shapes_ablations_two_stage_blocks.json").read_text())
+  assert list(merged["rows"]) == [GROUPVIT, VIT, KMEANS]  # ROWS order, K-means after the ViT
+  assert merged["rows"][GROUPVIT]["machine"] == "box B"
+  assert merged["rows"][VIT]["machine"] == "box A" and merged["rows"][VIT]["seeds"]["0"] == 0.15
+  assert merged["base"] == "two_stage_blocks" and 0 <= merged["chance_miou"] <= 1
+  md = (out / "shapes_ablations_two_stage_blocks.md").read_text()
+  lines = [line for line in md.splitlines() if line.startswith("|")]
+  assert lines[0].endswith("measured |") and "(1) box A" in md and "(2) box B" in md
+  assert all(line.count("|") == lines[0].count("|") for line in lines)
+  assert f"| {VIT} | Tab. 4 | 0: 0.150 | 0.150 | 1.0 | 1 |" in lines
+  assert "preset 'two_stage_blocks' of groupvit_jax/shapes_config.py" in md
 
 
-def test_every_base_is_a_demo_variant_with_a_reference_row_and_a_vit():
-  from groupvit_jax import demo  # pylint: disable=g-import-not-at-top
-  for base, rows in sa.ROWS.items():
-    assert base in demo.VARIANTS and rows[0][1] == "ref" and rows[0][2] == ""
-    order = sa._row_order(base)  # pylint: disable=protected-access
-    assert order[order.index(VIT) + 1] == sa.kmeans_name(base)
-  assert sa.kmeans_name("round6").startswith("ViT + K-means (K=16")  # 16 segments
-  assert sa.kmeans_k("round3") == 4  # 16 -> 4 groups
+@pytest.mark.slow
+def test_every_base_is_a_preset():
+  proc = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  bases = re.search(r"--base \{([^}]*)\}", proc.stdout).group(1).split(",")
+  assert set(bases) == {"demo", "two_stage_blocks"} and set(bases) <= set(shapes_config.PRESETS)

@@ -1,7 +1,6 @@
 """The synthetic shapes world: deterministic, captions true to the masks, files readable by the
 real training and evaluation readers."""
 
-import dataclasses
 import json
 import re
 import tarfile
@@ -40,11 +39,9 @@ def named_objects(caption: str) -> list[tuple[str | None, str]]:
   return found
 
 
-ROUND5_WORLD = dataclasses.replace(sw.DEMO_WORLD, **sw.ROUND5_WORLD_OPTIONS)
-
-
-@pytest.mark.parametrize("cfg", [CFG, sw.DEMO_WORLD, sw.any_colour_world(), ROUND5_WORLD],
-                         ids=["default", "demo", "any_colour", "round5"])
+@pytest.mark.parametrize("cfg", [CFG, sw.COLOURED_KINDS_WORLD, sw.any_colour_world(),
+                                 sw.NAMED_BACKGROUNDS_WORLD],
+                         ids=["default", "coloured_kinds", "any_colour", "named_backgrounds"])
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_captions_agree_with_masks(split, cfg):
   for i in range(200):

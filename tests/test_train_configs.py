@@ -99,7 +99,8 @@ def test_shapes_variants_build_the_models_the_ablations_compare(arg, maps):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from groupvit_jax.models.groupvit import GroupViT  # pylint: disable=g-import-not-at-top
-  model_cfg = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"), arg))
+  model_cfg = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"),
+                                            ",".join(filter(None, ["preset=two_stage_blocks", arg]))))
   assert sum(model_cfg.vision.depths) == 4  # every default variant has the depth of the ViT
   assert model_cfg.proj_num_layers == 1 and model_cfg.multi_label == 3
   assert model_cfg.vision.hard_assignment == (arg != "hard=False")
@@ -111,7 +112,7 @@ def test_shapes_variants_build_the_models_the_ablations_compare(arg, maps):
 
 def test_shapes_vit_baseline_is_the_size_of_the_groupvit():
   """Table 4's baseline is 'a ViT of the same size': its 4 blocks hold as many parameters as the
-  block-free GroupViT's two grouping stages (round 5's ``depths=0/0/0``, within 5%)."""
+  block-free GroupViT's two grouping stages (preset ``two_stage_no_blocks``, within 5%)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
@@ -123,20 +124,21 @@ def test_shapes_vit_baseline_is_the_size_of_the_groupvit():
     leaves = jax.tree_util.tree_leaves(nnx.state(model.img_encoder, nnx.Param))
     return sum(int(np.prod(x.shape)) for x in leaves)
 
-  groupvit, vit = image_params("depths=0/0/0"), image_params("vit=True,depths=0/0/0")
+  groupvit = image_params("preset=two_stage_no_blocks")
+  vit = image_params("preset=two_stage_no_blocks,vit=True")
   assert abs(vit - groupvit) < 0.05 * groupvit, (groupvit, vit)
   assert image_params("vit=True,vit_depth=0") < 0.1 * groupvit  # the knob reaches the model
-  # make demo's round-6 models: a 1-stage block-free GroupViT and its 2-block ViT baseline.
-  from groupvit_jax import demo  # pylint: disable=g-import-not-at-top
-  arg = demo.variant("round6")[1]
-  groupvit, vit = image_params(arg), image_params(arg + ",vit=True")
+  # make demo's models (the default): a 1-stage block-free GroupViT and its 2-block ViT baseline.
+  groupvit, vit = image_params(""), image_params("vit=True")
   assert abs(vit - groupvit) < 0.05 * groupvit, (groupvit, vit)
 
 
 def test_shapes_assignment_knobs_reach_the_model_config():
-  default = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py")))
+  default = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"),
+                                          "preset=two_stage_blocks"))
   assert default.vision.gumbel and default.vision.assign_qk_init_std == 0.02  # the reference's
   tuned = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"),
-                                        "gumbel=False,assign_std=0.1,depths=1/2/0"))
+                                        "preset=two_stage_blocks,gumbel=False,assign_std=0.1,"
+                                        "depths=1/2/0"))
   assert not tuned.vision.gumbel and tuned.vision.assign_qk_init_std == 0.1
   assert tuned.vision.depths == (1, 2, 0)

@@ -55,7 +55,8 @@ def bench_classifier(batch: int, steps: int) -> None:
   import torch.nn.functional as F
   import transformers
   import groupvit_jax as gv
-  from groupvit_jax.classification.zeroshot import ZeroShotClassifier, data_mesh
+  from groupvit_jax.classification.zeroshot import ZeroShotClassifier
+  from groupvit_jax.sharding import data_mesh
   torch.manual_seed(0)
   hf = transformers.GroupViTModel(transformers.GroupViTConfig()).eval()
   with tempfile.TemporaryDirectory() as tmp:
@@ -63,8 +64,7 @@ def bench_classifier(batch: int, steps: int) -> None:
     model = gv.load_pretrained(tmp)
   emb = np.random.default_rng(0).standard_normal((1000, model.config.proj_dim)).astype(np.float32)
   emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
-  mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=jax.devices()[:1]) if jax.device_count() > 1 else data_mesh()
+  mesh = data_mesh(jax.devices()[:1])
   clf = ZeroShotClassifier(model, emb, batch_size=batch, mesh=mesh)
   x = np.random.default_rng(1).standard_normal((clf.batch_size, 224, 224, 3)).astype(np.float32)
   ours = np.asarray(clf.logits(x))  # compile

@@ -49,6 +49,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from groupvit_jax.classification.imagenet_classes import synset_to_index
+from groupvit_jax.dataset_errors import DatasetLayoutError
 from groupvit_jax.image_io import ImageReadError, load_image, to_rgb_uint8
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -60,14 +61,12 @@ EXPECTED = (
     "Expected one of:\n"
     "  - one folder per class named by WordNet id:\n"
     "    ROOT/n01440764/*.JPEG ... ROOT/n15075141/*.JPEG\n"
-    "  - a flat folder of images plus --labels-file (lines 'FILE LABEL', LABEL a WordNet id or a\n"
+    "  - a flat folder of images plus --ground-truth (lines 'FILE LABEL', LABEL a WordNet id or a\n"
     "    class index 0-999 in sorted WordNet-id order; or one WordNet id per line in sorted\n"
     "    file-name order)\n"
     f"  - --layout tfds with ROOT holding {TFDS_VAL_TAR} (needs the tf extra)")
 
 
-class DatasetLayoutError(ValueError):
-  """A data folder or labels file that does not match any supported layout."""
 
 
 @dataclasses.dataclass
@@ -125,11 +124,11 @@ def open_imagenet(root: str | os.PathLike, layout: str = "auto", *,
     raise DatasetLayoutError(f"{root}: no such directory\n{EXPECTED}")
   if labels_file is not None:
     if layout == "folders":
-      raise ValueError("--labels-file is for the flat layout; the folders layout takes its labels "
+      raise ValueError("--ground-truth is for the flat layout; the folders layout takes its labels "
                        "from the folder names")
     return _open_flat(root, os.fspath(labels_file))
   if layout == "flat":
-    raise _layout_error(root, "the flat layout needs a labels file (--labels-file).")
+    raise _layout_error(root, "the flat layout needs a labels file (--ground-truth).")
   return _open_folders(root)
 
 
@@ -144,7 +143,7 @@ def _open_folders(root: str) -> LabelledImages:
     if os.path.isfile(os.path.join(root, TFDS_VAL_TAR)):
       raise _layout_error(root, f"found {TFDS_VAL_TAR}: use --layout tfds to read it.")
     if images:
-      raise _layout_error(root, "images without class folders: a flat folder needs --labels-file.")
+      raise _layout_error(root, "images without class folders: a flat folder needs --ground-truth.")
     raise _layout_error(root, "no ImageNet class folders found.")
   others = [d for d in dirs if d not in index]
   if others:

@@ -10,14 +10,13 @@ accuracy over all images. Probabilities (``classify``) are ``softmax(scale * log
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from groupvit_jax import sharding as shd
@@ -64,16 +63,9 @@ def distinct_class_embeddings(model, class_names: Sequence[str],
   return emb[[row[name] for name in class_names]]
 
 
-def data_mesh() -> Mesh:
-  """All devices on one ``data`` axis."""
-  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
-
-
 def round_batch_size(batch_size: int, mesh: Mesh) -> int:
   """The smallest multiple of the mesh's batch-parallel size that holds ``batch_size``."""
-  axes = dict(shd.DEFAULT_RULES)[shd.BATCH]
-  n = math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes)
-                if a in mesh.shape)
+  n = shd.data_parallel_size(mesh)
   return -(-batch_size // n) * n
 
 
@@ -86,7 +78,7 @@ class ZeroShotClassifier:
 
   def __init__(self, model, class_emb: np.ndarray, *, batch_size: int, mesh: Mesh | None = None,
                ks: Sequence[int] = TOPK):
-    self.mesh = mesh if mesh is not None else data_mesh()
+    self.mesh = mesh if mesh is not None else shd.data_mesh()
     self.batch_size = round_batch_size(batch_size, self.mesh)
     self.ks = tuple(ks)
     self.num_traces = 0

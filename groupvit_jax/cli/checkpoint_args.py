@@ -12,12 +12,9 @@ REVISION_HELP = "branch, tag or commit of a hub --checkpoint (default: main)"
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-  """Adds ``--checkpoint`` and ``--revision`` unless ``parser`` already has them."""
-  have = parser._option_string_actions  # pylint: disable=protected-access
-  if "--checkpoint" not in have:
-    parser.add_argument("--checkpoint", required=required, help=CHECKPOINT_HELP)
-  if "--revision" not in have:
-    parser.add_argument("--revision", default=None, help=REVISION_HELP)
+  """Adds ``--checkpoint`` and ``--revision`` to ``parser``."""
+  parser.add_argument("--checkpoint", required=required, help=CHECKPOINT_HELP)
+  parser.add_argument("--revision", default=None, help=REVISION_HELP)
 
 
 def load_model(args, checkpoint: str | None = None, **kwargs):

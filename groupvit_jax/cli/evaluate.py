@@ -15,9 +15,6 @@ import os
 from groupvit_jax.cli.checkpoint_args import add_checkpoint_arguments, checkpoint_label, load_model
 from groupvit_jax.cli.main import CLIError
 
-SEG_DATASETS = ("voc", "voc20", "context", "context59", "coco_object", "coco_stuff", "cityscapes",
-                "ade20k", "folder")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser(
@@ -26,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
       "writes the results as JSON. Protocols: groupvit (official: voc, context, coco_object) and "
       "benchmark8 (all eight segmentation datasets).")
   add_checkpoint_arguments(p)
-  p.add_argument("--dataset", required=True, choices=SEG_DATASETS + ("imagenet",))
+  from groupvit_jax.segmentation.datasets import DATASETS  # pylint: disable=g-import-not-at-top
+  p.add_argument("--dataset", required=True, choices=sorted(DATASETS) + ["imagenet"])
   p.add_argument("--data-root", required=True,
                  help="dataset root: for voc the folder that holds VOC2012/ (e.g. VOCdevkit)")
   p.add_argument("--output", required=True, help="results JSON file")
@@ -48,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--data-parallel", action="store_true",
                  help="split each batch of images over all local devices (--batch-size is "
                  "rounded up to a multiple of the device count)")
-  # ImageNet's own options (--templates, --labels-file, --layout, ...); shared ones are skipped.
+  # ImageNet's own options (--templates, --ground-truth, --layout, ...).
   from groupvit_jax.cli import evaluate_imagenet  # pylint: disable=g-import-not-at-top
-  evaluate_imagenet.add_arguments(p)
+  evaluate_imagenet.add_arguments(p, common=False)
   p.set_defaults(func=run)
 
 
@@ -94,8 +92,9 @@ def run_segmentation(args) -> int:
   mesh, batch = None, args.batch_size
   if args.data_parallel:
     import jax  # pylint: disable=g-import-not-at-top
+    from groupvit_jax.sharding import data_mesh  # pylint: disable=g-import-not-at-top
     n = jax.local_device_count()
-    mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = data_mesh(jax.local_devices())
     batch = -(-(batch or n) // n) * n
   print(f"loading {args.checkpoint} ...", flush=True)
   model = load_model(args, dtype=args.dtype)

@@ -24,38 +24,51 @@ DEFAULT_TEMPLATES = "subset"
 DEFAULT_BATCH_SIZE = 64
 
 
-def _add(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
-  """Adds ``flag`` unless the (shared ``evaluate``) parser already has it."""
-  if flag not in parser._option_string_actions:  # pylint: disable=protected-access
+# The options every run needs; ``groupvit-jax evaluate`` declares its own versions of these.
+# (--checkpoint and --revision come from ``checkpoint_args``.)
+COMMON_OPTIONS = {
+    "--data-root": dict(required=True,
+                        help="ImageNet val: a folder with one sub-folder per WordNet id, a flat "
+                        "image folder (with --ground-truth), or for --layout tfds the folder "
+                        "holding ILSVRC2012_img_val.tar"),
+    "--output": dict(default=None, help="results JSON file (default: print only)"),
+    "--batch-size": dict(type=int, default=None,
+                         help="images per step, rounded up to a multiple of the device count "
+                         f"(ImageNet default: {DEFAULT_BATCH_SIZE})"),
+}
+# ImageNet's own options, added to ``groupvit-jax evaluate`` too.
+IMAGENET_OPTIONS = {
+    "--templates": dict(default=None, choices=sorted(TEMPLATE_SETS),
+                        help="prompt template set (default: subset, the 7 templates of the "
+                        "reference)"),
+    "--ground-truth": dict(default=None, metavar="FILE",
+                           help="the labels of a flat folder: 'FILE LABEL' lines (LABEL = WordNet "
+                           "id or class index 0-999 in sorted WordNet-id order) or one WordNet id "
+                           "per line in sorted file-name order; see docs/classification.md"),
+    "--layout": dict(default="auto", choices=LAYOUTS,
+                     help="data layout (default: auto = folders, or flat when --ground-truth is "
+                     "given)"),
+    "--tfds-data-dir": dict(default=None,
+                            help="tfds data directory for --layout tfds (default: tfds' own, "
+                            "~/tensorflow_datasets)"),
+    "--image-size": dict(type=int, default=None,
+                         help="center-crop size (default: the model's input size, 224 for the "
+                         "released models)"),
+    "--num-workers": dict(type=int, default=None,
+                          help="image reader threads (default: CPU count, at most 16)"),
+    "--max-images": dict(type=int, default=None,
+                         help="evaluate only the first N images (smoke tests; the numbers are "
+                         "then not comparable)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True) -> None:
+  """Adds ``IMAGENET_OPTIONS`` and, with ``common``, ``COMMON_OPTIONS`` and --checkpoint/--revision."""
+  options = {**COMMON_OPTIONS, **IMAGENET_OPTIONS} if common else IMAGENET_OPTIONS
+  if common:
+    add_checkpoint_arguments(parser)
+  for flag, kwargs in options.items():
     parser.add_argument(flag, **kwargs)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """The ImageNet options; those the caller already defined (--checkpoint, ...) are kept."""
-  add_checkpoint_arguments(parser)
-  _add(parser, "--data-root", required=True,
-       help="ImageNet val: a folder with one sub-folder per WordNet id, a flat image folder "
-       "(with --labels-file), or for --layout tfds the folder holding ILSVRC2012_img_val.tar")
-  _add(parser, "--output", default=None, help="results JSON file (default: print only)")
-  _add(parser, "--batch-size", type=int, default=None,
-       help=f"images per step, rounded up to a multiple of the device count (ImageNet default: "
-       f"{DEFAULT_BATCH_SIZE})")
-  _add(parser, "--templates", default=None, choices=sorted(TEMPLATE_SETS),
-       help="prompt template set (default: subset, the 7 templates of the reference)")
-  _add(parser, "--labels-file", default=None,
-       help="labels for a flat folder: 'FILE LABEL' lines (LABEL = WordNet id or class index 0-999 "
-       "in sorted WordNet-id order) or one WordNet id per line in sorted file-name order; see "
-       "docs/classification.md")
-  _add(parser, "--layout", default="auto", choices=LAYOUTS,
-       help="data layout (default: auto = folders, or flat when --labels-file is given)")
-  _add(parser, "--tfds-data-dir", default=None,
-       help="tfds data directory for --layout tfds (default: tfds' own, ~/tensorflow_datasets)")
-  _add(parser, "--image-size", type=int, default=None,
-       help="center-crop size (default: the model's input size, 224 for the released models)")
-  _add(parser, "--num-workers", type=int, default=None,
-       help="image reader threads (default: CPU count, at most 16)")
-  _add(parser, "--max-images", type=int, default=None,
-       help="evaluate only the first N images (smoke tests; the numbers are then not comparable)")
 
 
 def run(args) -> int:
@@ -76,7 +89,7 @@ def run(args) -> int:
     raise CLIError(f"--max-images must be >= 1, got {args.max_images}")
   if args.output and os.path.isdir(args.output):
     raise CLIError(f"--output {args.output} is a directory; give a .json file name")
-  data = imagenet_data.open_imagenet(args.data_root, args.layout, labels_file=args.labels_file,
+  data = imagenet_data.open_imagenet(args.data_root, args.layout, labels_file=args.ground_truth,
                                      tfds_data_dir=args.tfds_data_dir)
   print(f"{data.layout} layout: {len(data)} images"
         + (f" in {data.num_classes_present} classes" if data.num_classes_present else ""),

@@ -6,7 +6,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from groupvit_jax.model_config import GroupViTConfig, TextConfig, VisionConfig
+from groupvit_jax.model_config import (GroupViTConfig, TextConfig, VisionConfig,
+                                       check_reference_compatible)
 
 # HF hidden_act -> our activation names.
 _ACT_FROM_HF = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_new": "gelu_tanh",
@@ -82,7 +83,9 @@ def from_hf(cfg: dict[str, Any]) -> GroupViTConfig:
 
 
 def to_hf(config: GroupViTConfig) -> dict[str, Any]:
-  """A transformers ``config.json`` dict for ``config``; raises where transformers cannot hold it."""
+  """A transformers ``config.json`` dict for ``config``; raises where transformers cannot hold it
+  (``ReferenceDepartureError`` for a departure from the reference, ValueError otherwise)."""
+  check_reference_compatible(config, "transformers")
   v, t = config.vision, config.text
   problems = []
   if len(set(v.num_heads)) != 1:

@@ -6,13 +6,12 @@ import json
 import os
 
 import numpy as np
-from flax import nnx
 from safetensors.numpy import save_file as save_safetensors
 
 from groupvit_jax.convert import flat_state, hf_config, hf_keys, hub, native, official_keys, readers
 from groupvit_jax.convert import workdir
 from groupvit_jax.convert.official_config import infer_official_config
-from groupvit_jax.model_config import GroupViTConfig
+from groupvit_jax.model_config import GroupViTConfig, check_reference_compatible
 from groupvit_jax.models.groupvit import GroupViT
 
 _LAYOUTS = (
@@ -98,6 +97,9 @@ def save_pretrained(model: GroupViT, directory: str) -> str:
 
 
 def to_official_state_dict(model: GroupViT) -> dict[str, np.ndarray]:
+  """The official ``state_dict`` (keys ``img_encoder.*``, ...); refuses a model that departs from
+  the reference (the official code would run it differently)."""
+  check_reference_compatible(model.config, "official GroupViT")
   return official_keys.to_official(flat_state.to_flat(model))
 
 
@@ -115,6 +117,3 @@ def export_hf(model: GroupViT, directory: str) -> str:
   save_safetensors(sd, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
   return os.path.abspath(directory)
 
-
-def random_model(config: GroupViTConfig, seed: int = 0) -> GroupViT:
-  return GroupViT(config, rngs=nnx.Rngs(seed))

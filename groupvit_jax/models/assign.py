@@ -7,6 +7,9 @@ averages its tokens with denominator ``count + assign_eps`` (spec 1.6).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -31,15 +34,51 @@ def gumbel_softmax(key: jax.Array, logits: jax.Array, axis: int, *, tau: float =
   return hard_softmax(y, axis) if hard else jax.nn.softmax(y, axis=axis)
 
 
+def _gumbel_straight_through(logits: jax.Array, key: jax.Array | None) -> jax.Array:
+  return gumbel_softmax(key, logits, axis=-2, tau=1.0, hard=True)
+
+
+def _hard_argmax(logits: jax.Array, key: jax.Array | None) -> jax.Array:
+  del key
+  return hard_softmax(logits, axis=-2)
+
+
+def _soft(logits: jax.Array, key: jax.Array | None) -> jax.Array:
+  del key
+  return jax.nn.softmax(logits, axis=-2)
+
+
+@dataclasses.dataclass(frozen=True)
+class AssignRule:
+  """How the [B, S, L] logits become the assignment: ``train`` / ``infer`` map (logits, Gumbel
+  key or None) to [B, S, L] weights over the group axis; ``noise``: ``train`` needs a key."""
+
+  train: Callable[[jax.Array, jax.Array | None], jax.Array]
+  infer: Callable[[jax.Array, jax.Array | None], jax.Array]
+  noise: bool
+
+
+# The assignment rules, by ``VisionConfig.assign_rule``. A new rule is one entry here.
+ASSIGN_RULES = {
+    # The reference: Gumbel noise in training, straight-through one-hot; argmax at inference.
+    "gumbel_straight_through": AssignRule(_gumbel_straight_through, _hard_argmax, noise=True),
+    # Straight-through one-hot of the plain argmax, in training too (``gumbel=False``).
+    "hard_argmax": AssignRule(_hard_argmax, _hard_argmax, noise=False),
+    # The softmax itself (``hard_assignment=False``, the paper's soft-assignment ablation).
+    "soft": AssignRule(_soft, _soft, noise=False),
+}
+
+
 class AssignAttention(nnx.Module):
   """Single-head assignment attention from group queries to image tokens.
 
   Attributes follow the official module: ``q_proj``, ``k_proj``, ``v_proj``, ``proj``.
   """
 
-  def __init__(self, dim: int, *, hard: bool = True, gumbel: bool = True, gumbel_tau: float = 1.0,
-               assign_eps: float = 1.0, qk_init_std: float = 0.02, dtype: Dtype,
-               param_dtype: Dtype, rngs: nnx.Rngs):
+  def __init__(self, dim: int, *, rule: str = "gumbel_straight_through", assign_eps: float = 1.0,
+               qk_init_std: float = 0.02, dtype: Dtype, param_dtype: Dtype, rngs: nnx.Rngs):
+    if rule not in ASSIGN_RULES:
+      raise ValueError(f"unknown assignment rule {rule!r}; expected one of {sorted(ASSIGN_RULES)}")
     kw = dict(kernel_init=normal(0.02), bias_init=nnx.initializers.zeros, dtype=dtype,
               param_dtype=param_dtype, rngs=rngs)
     qk = dict(kw, kernel_init=normal(qk_init_std))
@@ -48,9 +87,7 @@ class AssignAttention(nnx.Module):
     self.v_proj = linear(dim, dim, (EMBED, HEADS), **kw)
     self.proj = linear(dim, dim, (HEADS, EMBED), **kw)
     self.scale = dim**-0.5
-    self.hard = hard
-    self.gumbel = gumbel
-    self.gumbel_tau = gumbel_tau
+    self.rule = rule
     self.assign_eps = assign_eps
 
   def __call__(self, query: jax.Array, key: jax.Array, *, train: bool = False,
@@ -63,21 +100,20 @@ class AssignAttention(nnx.Module):
     Returns:
       out: [B, S, C] the assigned (averaged, projected) tokens per group.
       maps: ``soft`` [B, S, L] softmax over groups (no noise); ``hard`` [B, S, L] the assignment
-        used in the forward before renormalisation (one-hot over S when ``hard``).
+        used in the forward before renormalisation (one-hot over S unless the rule is soft).
     """
     q = self.q_proj(query)
     k = self.k_proj(key)
     v = self.v_proj(key)
     raw = jnp.einsum("bsc,blc->bsl", q, k, preferred_element_type=jnp.float32) * self.scale
     soft = jax.nn.softmax(raw, axis=-2)
-    if self.gumbel and train:
+    rule = ASSIGN_RULES[self.rule]
+    if train and rule.noise:
       if rngs is None:
         raise ValueError("gumbel assignment in training needs rngs with a 'gumbel' stream")
-      attn = gumbel_softmax(rngs.gumbel(), raw, axis=-2, tau=self.gumbel_tau, hard=self.hard)
-    elif self.hard:
-      attn = hard_softmax(raw, axis=-2)
+      attn = rule.train(raw, rngs.gumbel())
     else:
-      attn = soft
+      attn = (rule.train if train else rule.infer)(raw, None)
     assign = attn
     attn = attn / (attn.sum(axis=-1, keepdims=True) + self.assign_eps)
     out = jnp.einsum("bsl,blc->bsc", attn.astype(v.dtype), v,

@@ -92,21 +92,9 @@ class VisionEncoder(nnx.Module):
     if cfg.pos_embed_init == "sincos2d":
       init = jnp.asarray(sincos_2d(cfg.grid_size, c), param_dtype)
     self.pos_embed = shd.param(init, None, SEQ, EMBED)
-    dpr = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
-    layers, start = [], 0
-    for s, depth in enumerate(cfg.depths):
-      last = s == cfg.num_stages - 1
-      layers.append(GroupingLayer(
-          c, depth=depth, num_heads=cfg.num_heads[s], num_group_token=cfg.num_group_tokens[s],
-          num_output_group=None if last else cfg.num_output_groups[s],
-          num_prev_group_token=cfg.num_group_tokens[s - 1] if s > 0 else 0,
-          drop_path=dpr[start:start + depth], mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
-          hard=cfg.hard_assignment, gumbel=cfg.gumbel, assign_eps=cfg.assign_eps,
-          assign_qk_init_std=cfg.assign_qk_init_std, group_token_residual=cfg.group_token_residual,
-          assign_mlp_ratio=cfg.assign_mlp_ratio, eps=eps, act=cfg.act, remat=remat, dtype=dtype,
-          param_dtype=param_dtype, rngs=rngs))
-      start += depth
-    self.layers = nnx.List(layers)
+    self.layers = nnx.List([
+        GroupingLayer(stage, remat=remat, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        for stage in cfg.stages()])
     self.norm = LayerNorm(c, eps=eps, dtype=jnp.float32, param_dtype=param_dtype)
 
   def __call__(self, x: jax.Array, *, train: bool = False,

@@ -21,7 +21,7 @@ import grain
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
-CHECKPOINT_DIR = "checkpoints"
+from groupvit_jax.convert.workdir import CHECKPOINTS as CHECKPOINT_DIR  # the workdir layout's home
 ITEMS = ("state", "data")
 
 

@@ -20,13 +20,13 @@ import ml_collections
 from ml_collections import config_dict
 
 from groupvit_jax import sharding
+from groupvit_jax.optim import REFERENCE_BATCH
 from groupvit_jax.model_config import GroupViTConfig
 from groupvit_jax.train.evals import EVAL_TYPES
 
 # webdataset lengths of the official training data (spec section 4).
 DATASET_LENGTHS = {"cc3m": 2_891_445, "cc12m": 11_156_203, "yfcc14m": 14_615_499,
                    "redcaps12m": 11_866_987}
-REFERENCE_BATCH = 4096
 
 
 def steps_per_epoch(datasets, batch: int = REFERENCE_BATCH) -> int:
@@ -171,8 +171,9 @@ def validate_config(config) -> None:
   if config.optim.warmup_steps < 0 or config.optim.warmup_steps >= max(config.total_steps, 1):
     problems.append(f"optim.warmup_steps {config.optim.warmup_steps} must be in "
                     f"[0, total_steps={config.total_steps})")
-  if config.input.backend not in ("webdataset", "tfds", "synthetic"):
-    problems.append(f"input.backend must be webdataset, tfds or synthetic, got "
+  from input_pipeline.pipeline import BACKENDS  # pylint: disable=g-import-not-at-top
+  if config.input.backend not in BACKENDS:
+    problems.append(f"input.backend must be one of {sorted(BACKENDS)}, got "
                     f"{config.input.backend!r}")
   if config.input.backend == "webdataset" and not str(config.input.train_shards).strip():
     problems.append("input.train_shards is empty (webdataset backend): pass "
@@ -188,6 +189,8 @@ def validate_config(config) -> None:
   if config.model.multi_label < 0:
     problems.append("model.multi_label must be >= 0")
   for name, ev in config.evals.items():
+    if ev.every_steps < 0:
+      problems.append(f"evals.{name}.every_steps must be >= 0 (0: off), got {ev.every_steps}")
     if ev.type not in EVAL_TYPES:
       problems.append(f"evals.{name}.type {ev.type!r} unknown; known: {sorted(EVAL_TYPES)}")
   try:

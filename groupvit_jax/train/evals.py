@@ -1,6 +1,7 @@
 """Periodic evaluations during training (``config.evals.<name>``).
 
-Each entry has a ``type`` (a key of ``EVAL_TYPES``), ``every_steps`` and type-specific keys. An
+Each entry has a ``type`` (a key of ``EVAL_TYPES``), ``every_steps`` (0 turns it off: the one
+switch) and type-specific keys. An
 evaluator class is built once with ``(eval_config, context)`` and called with an ``EvalContext``
 at its steps; it returns ``EvalResult(scalars, images)``, written to the metric writer as
 ``<name>/<key>``. Evaluations run on every process with identical inputs (the model's arrays are
@@ -71,7 +72,8 @@ class PeriodicEvals:
     self._evals = {}
     self._total = total_steps
     for name, ev in evals_config.items():
-      if not getattr(ev, "enabled", True):
+      if int(ev.every_steps) <= 0:
+        logging.info("eval %s off: every_steps=0", name)
         continue
       evaluator = _load(ev.type)(ev, model_config=model_config, input_config=input_config)
       if getattr(evaluator, "disabled_reason", None):
@@ -85,7 +87,7 @@ class PeriodicEvals:
 
   def due(self, step: int) -> list[str]:
     return [n for n, (every, _) in self._evals.items()
-            if every > 0 and (step % every == 0 or step == self._total)]
+            if step % every == 0 or step == self._total]
 
   def run(self, names: list[str], ctx: EvalContext, writer) -> dict[str, float]:
     """Runs ``names`` and writes their scalars and images; returns all scalars."""

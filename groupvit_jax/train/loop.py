@@ -22,6 +22,8 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from groupvit_jax import optim
+from groupvit_jax import sharding as shd
+from groupvit_jax.convert import workdir as workdir_layout
 from groupvit_jax.train import checkpointing, config_lib, evals as evals_lib, metrics as metrics_lib
 from groupvit_jax.train import state as state_lib, step as step_lib
 from input_pipeline import pipeline
@@ -41,7 +43,7 @@ def enable_compilation_cache(directory: str) -> None:
 
 def _write_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
-    (epath.Path(workdir) / "config.json").write_text(
+    (epath.Path(workdir) / workdir_layout.CONFIG_FILE).write_text(
         config.to_json_best_effort(indent=2, sort_keys=True))
 
 
@@ -59,12 +61,10 @@ def _flat_hparams(d: dict, prefix: str = "") -> dict[str, Any]:
 def _check_batch(config, mesh, rules) -> None:
   """The global batch must split evenly over the mesh axes of the ``batch`` rule."""
   b = int(config.input.batch_size)
-  axes = next((a for name, a in rules if name == "batch" and a is not None), ())
-  axes = (axes,) if isinstance(axes, str) else tuple(axes)
-  dp = int(np.prod([mesh.shape[a] for a in axes if a in mesh.shape]))
+  dp = shd.data_parallel_size(mesh, rules)
   if b % dp:
     raise ValueError(f"input.batch_size {b} must be divisible by the data-parallel size {dp} "
-                     f"(mesh {dict(mesh.shape)}, batch over {axes})")
+                     f"(mesh {dict(mesh.shape)}, batch over {shd.batch_axes(rules)})")
 
 
 def _parameter_overview(state) -> None:
@@ -100,11 +100,8 @@ def _init_state(config, cfg, tx, mesh, rules, mngr, abstract, shardings, data_it
 
 
 def _abstract_batch(config, shardings) -> dict[str, jax.ShapeDtypeStruct]:
-  i = config.input
-  b, s = int(i.batch_size), int(i.image_size)
-  return {"image": jax.ShapeDtypeStruct((b, s, s, 3), np.float32, sharding=shardings["image"]),
-          "text": jax.ShapeDtypeStruct((b, 1 + int(i.multi_label), int(i.context_length)),
-                                       np.int32, sharding=shardings["text"])}
+  return {key: jax.ShapeDtypeStruct(shape, dtype, sharding=shardings[key])
+          for key, (shape, dtype) in pipeline.batch_spec(config.input).items()}
 
 
 def _global_skips(data_iter) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The train state, the device mesh, and their shardings.
+"""The train state and its shardings (the device mesh: ``groupvit_jax.sharding.make_mesh``).
 
 The train state is a plain dict (a pytree Orbax saves and restores as is):
 ``step`` int32 [] updates applied so far; ``params`` nnx.State of ``nnx.Param``; ``batch_stats``
@@ -8,17 +8,16 @@ key data of the run's base key. The model's ``graphdef`` and the optimizer stay 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from groupvit_jax import sharding as shd
+from groupvit_jax.sharding import make_mesh  # noqa: F401  (the one home: groupvit_jax.sharding)
 from groupvit_jax.model_config import GroupViTConfig
 from groupvit_jax.models.groupvit import GroupViT
 
@@ -30,30 +29,6 @@ def model_config(config) -> GroupViTConfig:
   return GroupViTConfig.from_dict(config.model.to_dict())
 
 
-def make_mesh(mesh_axes: Sequence[tuple[str, int]], devices=None) -> Mesh:
-  """A mesh from ``(("data", -1), ("fsdp", 1), ...)``; one size may be -1 (all remaining devices).
-
-  Axis types are ``Auto`` (GSPMD propagation): ``jax.make_mesh`` would default to ``Explicit``.
-  """
-  devices = list(jax.devices() if devices is None else devices)
-  names = tuple(str(n) for n, _ in mesh_axes)
-  sizes = [int(s) for _, s in mesh_axes]
-  if len(set(names)) != len(names):
-    raise ValueError(f"config.mesh: duplicate axis names in {mesh_axes}")
-  if sizes.count(-1) > 1:
-    raise ValueError(f"config.mesh: at most one axis may be -1, got {mesh_axes}")
-  known = int(np.prod([s for s in sizes if s != -1]))
-  if known <= 0 or len(devices) % known:
-    raise ValueError(f"config.mesh {mesh_axes}: the fixed axis sizes (product {known}) must divide "
-                     f"the {len(devices)} devices")
-  sizes = [len(devices) // known if s == -1 else s for s in sizes]
-  if int(np.prod(sizes)) != len(devices):
-    raise ValueError(f"config.mesh {mesh_axes} resolves to {dict(zip(names, sizes))} = "
-                     f"{int(np.prod(sizes))} devices, but {len(devices)} are available")
-  return jax.make_mesh(tuple(sizes), names, axis_types=(AxisType.Auto,) * len(names),
-                       devices=devices)
-
-
 def rules_from_config(rules) -> tuple[tuple[str, Any], ...]:
   """``config.sharding_rules`` as a tuple of ``(logical_name, mesh_axes | None)``."""
   out = []
@@ -63,13 +38,6 @@ def rules_from_config(rules) -> tuple[tuple[str, Any], ...]:
       axes = tuple(axes)
     out.append((str(name), axes))
   return tuple(out)
-
-
-def batch_sharding(mesh: Mesh, rules, ndim: int, batch_size: int) -> NamedSharding:
-  """Leading (batch) axis split by the ``batch`` rule, the rest replicated."""
-  spec = shd.logical_to_spec((shd.BATCH,) + (None,) * (ndim - 1), (batch_size,) + (1,) * (ndim - 1),
-                             mesh, rules)
-  return NamedSharding(mesh, spec)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -135,7 +103,3 @@ def with_shardings(abstract: TrainState, shardings) -> TrainState:
 def model_from_state(graphdef, state: TrainState) -> GroupViT:
   """The ``GroupViT`` module viewing the state's parameters and statistics (no copy)."""
   return nnx.merge(graphdef, state["params"], state["batch_stats"])
-
-
-def param_count(state: TrainState) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state["params"])))

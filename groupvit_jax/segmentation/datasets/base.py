@@ -10,23 +10,24 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from groupvit_jax.dataset_errors import DatasetLayoutError
 from groupvit_jax.image_io import ImageReadError, load_image
 
 IGNORE = 255
 
 
-class DatasetLayoutError(FileNotFoundError):
-  """A data root that does not hold the expected official layout; the message lists the paths."""
-
-  def __init__(self, dataset: str, root: str, expected: Sequence[str], note: str = ""):
-    if expected:
-      lines = [f"dataset {dataset!r} not found under {root}. Expected the official layout:"]
-      lines += [f"  {p}" for p in expected]
-    else:
-      lines = [f"dataset {dataset!r} under {root} is incomplete:"]
-    if note:
-      lines.append(note)
-    super().__init__("\n".join(lines))
+def layout_error(dataset: str, root: str, expected: Sequence[str],
+                 note: str = "") -> DatasetLayoutError:
+  """The error for a data root without the official layout of ``dataset``: lists the ``expected``
+  paths (or, when empty, says the split is incomplete) and the ``note``."""
+  if expected:
+    lines = [f"dataset {dataset!r} not found under {root}. Expected the official layout:"]
+    lines += [f"  {p}" for p in expected]
+  else:
+    lines = [f"dataset {dataset!r} under {root} is incomplete:"]
+  if note:
+    lines.append(note)
+  return DatasetLayoutError("\n".join(lines))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,5 +136,5 @@ def check_present(name: str, root: str, samples: list[Sample], what: Callable[[S
   missing = [what(s) for s in samples if not os.path.isfile(what(s))]
   if missing:
     shown = "\n".join(f"  {m}" for m in missing[:5])
-    raise DatasetLayoutError(name, root, [], f"{len(missing)} file(s) of the split are missing, "
+    raise layout_error(name, root, [], f"{len(missing)} file(s) of the split are missing, "
                              f"e.g.\n{shown}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from groupvit_jax.segmentation.datasets.base import (DatasetLayoutError, Sample, SegDataset,
+from groupvit_jax.segmentation.datasets.base import (Sample, SegDataset, layout_error,
                                                  check_present)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -20,9 +20,9 @@ def read_classes(path: str) -> tuple[str, ...]:
   with open(path, encoding="utf-8") as f:
     names = tuple(line.strip() for line in f if line.strip())
   if not names:
-    raise DatasetLayoutError("folder", os.path.dirname(path), [], f"{path} lists no class names")
+    raise layout_error("folder", os.path.dirname(path), [], f"{path} lists no class names")
   if len(set(names)) != len(names):
-    raise DatasetLayoutError("folder", os.path.dirname(path), [], f"{path} repeats class names")
+    raise layout_error("folder", os.path.dirname(path), [], f"{path} repeats class names")
   return names
 
 
@@ -31,7 +31,7 @@ def open_folder(root: str, split: str = "val", name: str = "folder") -> SegDatas
   images_dir = os.path.join(root, split, "images")
   labels_dir = os.path.join(root, split, "labels")
   if not (os.path.isfile(classes_path) and os.path.isdir(images_dir) and os.path.isdir(labels_dir)):
-    raise DatasetLayoutError(name, root, [classes_path, images_dir + "/KEY.png (or .jpg)",
+    raise layout_error(name, root, [classes_path, images_dir + "/KEY.png (or .jpg)",
                                           labels_dir + "/KEY.png"])
   samples = []
   for f in sorted(os.listdir(images_dir)):

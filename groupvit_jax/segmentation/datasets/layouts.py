@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from groupvit_jax.segmentation.datasets import classes as C
-from groupvit_jax.segmentation.datasets.base import (DatasetLayoutError, Sample, SegDataset,
+from groupvit_jax.segmentation.datasets.base import (Sample, SegDataset, layout_error,
                                                  check_present, find_files, reduce_zero_lut,
                                                  table_lut)
 
@@ -35,7 +35,7 @@ def _split_list(name, root, split, bases, split_dir, img_dir, ann_dir, img_ext, 
   required = (split_rel, img_dir, ann_dir)
   base = _first_layout(root, bases, required)
   if base is None:
-    raise DatasetLayoutError(name, root, _expected(root, bases, required))
+    raise layout_error(name, root, _expected(root, bases, required))
   with open(os.path.join(base, split_rel)) as f:
     ids = [line.split()[0] for line in f if line.strip()]
   samples = [Sample(i, os.path.join(base, img_dir, i + img_ext), os.path.join(base, ann_dir, i + ann_ext),
@@ -88,7 +88,7 @@ def _coco(name: str, root: str, split: str, converted_suffix: str, lut: np.ndarr
   bases = ("", "coco_stuff164k", "coco")
   base = _first_layout(root, bases, (img_dir, ann_dir))
   if base is None:
-    raise DatasetLayoutError(
+    raise layout_error(
         name, root, _expected(root, bases, (img_dir + "/<id>.jpg", ann_dir + "/<id>.png")),
         f"Labels: the raw COCO-Stuff-164k maps <id>.png (converted on the fly) or "
         f"<id>{converted_suffix}.")
@@ -102,7 +102,7 @@ def _coco(name: str, root: str, split: str, converted_suffix: str, lut: np.ndarr
       samples.append(Sample(key, os.path.join(base, img_dir, rel),
                             os.path.join(base, ann_dir, key + ".png"), lut))
   if not samples:
-    raise DatasetLayoutError(name, root, _expected(root, bases, (img_dir + "/<id>.jpg",)),
+    raise layout_error(name, root, _expected(root, bases, (img_dir + "/<id>.jpg",)),
                              "the image folder holds no .jpg file")
   check_present(name, root, samples, lambda s: s.label_path)
   return SegDataset(name, cls, root, samples)
@@ -128,7 +128,7 @@ def open_cityscapes(root: str, split: str = "val") -> SegDataset:
   bases = ("", "cityscapes")
   base = _first_layout(root, bases, (img_dir, ann_dir))
   if base is None:
-    raise DatasetLayoutError("cityscapes", root, _expected(
+    raise layout_error("cityscapes", root, _expected(
         root, bases, (img_dir + "/<city>/<name>_leftImg8bit.png",
                       ann_dir + "/<city>/<name>_gtFine_labelTrainIds.png")))
   samples = []
@@ -142,7 +142,7 @@ def open_cityscapes(root: str, split: str = "val") -> SegDataset:
                             os.path.join(base, ann_dir, stem + "_gtFine_labelIds.png"),
                             CITYSCAPES_LUT))
   if not samples:
-    raise DatasetLayoutError("cityscapes", root, [os.path.join(base, img_dir)],
+    raise layout_error("cityscapes", root, [os.path.join(base, img_dir)],
                              "no *_leftImg8bit.png image found")
   check_present("cityscapes", root, samples, lambda s: s.label_path)
   return SegDataset("cityscapes", C.CITYSCAPES, root, samples)
@@ -155,12 +155,12 @@ def open_ade20k(root: str, split: str = "val") -> SegDataset:
   bases = ("ADEChallengeData2016", "")
   base = _first_layout(root, bases, (img_dir, ann_dir))
   if base is None:
-    raise DatasetLayoutError("ade20k", root, _expected(
+    raise layout_error("ade20k", root, _expected(
         root, bases, (img_dir + "/<id>.jpg", ann_dir + "/<id>.png")))
   samples = [Sample(rel[:-4], os.path.join(base, img_dir, rel),
                     os.path.join(base, ann_dir, rel[:-4] + ".png"), reduce_zero_lut())
              for rel in find_files(os.path.join(base, img_dir), ".jpg")]
   if not samples:
-    raise DatasetLayoutError("ade20k", root, [os.path.join(base, img_dir)], "no .jpg image found")
+    raise layout_error("ade20k", root, [os.path.join(base, img_dir)], "no .jpg image found")
   check_present("ade20k", root, samples, lambda s: s.label_path)
   return SegDataset("ade20k", C.ADE20K, root, samples)
