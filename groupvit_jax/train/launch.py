@@ -65,9 +65,17 @@ def main(argv):
                jax.process_count(), jax.devices())
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (loop.NonFiniteLossError, checkpointing.CheckpointError, ValueError, OSError) as e:
+  except (loop.NonFiniteLossError, checkpointing.CheckpointError, ValueError, OSError,
+          jax.errors.JaxRuntimeError) as e:
     # Expected faults (docs/reliability.md): the message says what happened, no traceback.
-    logging.error("training stopped: %s: %s", type(e).__name__, e)
-    print(f"error: {e}", file=sys.stderr)
+    lost_peer = jax.process_count() > 1 and isinstance(e, (TimeoutError,
+                                                           jax.errors.JaxRuntimeError))
+    if isinstance(e, jax.errors.JaxRuntimeError) and not lost_peer:
+      raise  # a runtime failure of one process: keep the traceback
+    hint = (" -- another process stopped responding (a dead host?); the coordination service "
+            "names it below. Rerun every process to resume from the last checkpoint"
+            if lost_peer else "")
+    logging.error("training stopped: %s: %s%s", type(e).__name__, e, hint)
+    print(f"error: {e}{hint}", file=sys.stderr)
     sys.exit(1)
 
