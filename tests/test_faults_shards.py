@@ -62,3 +62,34 @@ def test_all_shards_bad_stops_with_the_list(tmp_path, fast_compile):  # noqa: F8
                             str(tmp_path / "run"))
   for path in bad:
     assert path in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_killed_decode_worker_stops_the_run_naming_it(tmp_path, monkeypatch,
+                                                        fast_compile):  # noqa: F811
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.train import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  write_shards(tmp_path / "shards", num_shards=2, per_shard=10)
+  config = config_for(str(tmp_path / "shards" / "*.tar"))
+  config.input.num_workers = 1
+  config.input.worker_buffer_size = 1
+  real_log_line = metrics_lib.log_line
+  killed = {}
+
+  def log_line_then_kill_the_worker(step, total, scalars):
+    if step == 1:
+      workers = multiprocessing.active_children()
+      assert workers, "no worker process to kill"
+      for w in workers:
+        os.kill(w.pid, signal.SIGKILL)
+      killed["at"] = time.monotonic()
+    return real_log_line(step, total, scalars)
+
+  monkeypatch.setattr(metrics_lib, "log_line", log_line_then_kill_the_worker)
+  with pytest.raises(pipeline.DataWorkerError, match=r"data decode worker process died \("
+                     r"Worker process was terminated unexpectedly with exit code -9"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert time.monotonic() - killed["at"] < 60  # noticed within grain's 1 s queue timeout

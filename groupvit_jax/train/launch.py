@@ -51,6 +51,7 @@ def main(argv):
   del argv
   logging.get_absl_handler().addFilter(QuietLibraries())
   from groupvit_jax.train import checkpointing, distributed, loop  # pylint: disable=g-import-not-at-top
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -65,8 +66,8 @@ def main(argv):
                jax.process_count(), jax.devices())
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (loop.NonFiniteLossError, checkpointing.CheckpointError, ValueError, OSError,
-          jax.errors.JaxRuntimeError) as e:
+  except (loop.NonFiniteLossError, checkpointing.CheckpointError, pipeline.DataWorkerError,
+          ValueError, OSError, jax.errors.JaxRuntimeError) as e:
     # Expected faults (docs/reliability.md): the message says what happened, no traceback.
     lost_peer = jax.process_count() > 1 and isinstance(e, (TimeoutError,
                                                            jax.errors.JaxRuntimeError))
