@@ -5,6 +5,7 @@ when every shard is bad the run stops with an error listing them, never cycling 
 
 import os
 import pathlib
+import signal
 import tarfile
 
 import pytest
@@ -57,9 +58,19 @@ def test_all_shards_bad_stops_with_the_list(tmp_path, fast_compile):  # noqa: F8
   truncated = tmp_path / "shards" / "b_truncated.tar"
   truncated.unlink()  # it holds samples
   bad.remove(str(truncated))
-  with pytest.raises(ValueError, match="none of the 4 shards read by this data worker") as info:
-    loop.train_and_evaluate(config_for(str(tmp_path / "shards" / "b_*.tar")),
-                            str(tmp_path / "run"))
+
+  def hung(signum, frame):
+    raise TimeoutError("the run still cycles over the bad shards after 600 s")
+
+  previous = signal.signal(signal.SIGALRM, hung)
+  signal.alarm(600)  # a hang fails the test instead of the suite
+  try:
+    with pytest.raises(ValueError, match="none of the 4 shards read by this data worker") as info:
+      loop.train_and_evaluate(config_for(str(tmp_path / "shards" / "b_*.tar")),
+                              str(tmp_path / "run"))
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
   for path in bad:
     assert path in str(info.value)
 
@@ -68,7 +79,6 @@ def test_all_shards_bad_stops_with_the_list(tmp_path, fast_compile):  # noqa: F8
 def test_a_killed_decode_worker_stops_the_run_naming_it(tmp_path, monkeypatch,
                                                         fast_compile):  # noqa: F811
   import multiprocessing  # pylint: disable=g-import-not-at-top
-  import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
   from groupvit_jax.train import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
