@@ -74,7 +74,15 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, *, force: boo
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)),
         force=force)
   except Exception as e:  # pylint: disable=broad-except  # OSError, tensorstore, orbax errors
+    if lost_peer(e):
+      raise
     raise _save_failed(mngr, e) from e
+
+
+def lost_peer(e: BaseException) -> bool:
+  """A collective or barrier of a multi-process save failed: another process is gone, which the
+  entry point reports as such (not as a disk fault)."""
+  return jax.process_count() > 1 and isinstance(e, (jax.errors.JaxRuntimeError, TimeoutError))
 
 
 def wait_until_finished(mngr: ocp.CheckpointManager) -> None:
@@ -82,6 +90,8 @@ def wait_until_finished(mngr: ocp.CheckpointManager) -> None:
   try:
     mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
+    if lost_peer(e):
+      raise
     raise _save_failed(mngr, e) from e
 
 

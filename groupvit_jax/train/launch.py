@@ -69,13 +69,12 @@ def main(argv):
   except (loop.NonFiniteLossError, checkpointing.CheckpointError, pipeline.DataWorkerError,
           ValueError, OSError, jax.errors.JaxRuntimeError) as e:
     # Expected faults (docs/reliability.md): the message says what happened, no traceback.
-    lost_peer = jax.process_count() > 1 and isinstance(e, (TimeoutError,
-                                                           jax.errors.JaxRuntimeError))
-    if isinstance(e, jax.errors.JaxRuntimeError) and not lost_peer:
+    peer_gone = checkpointing.lost_peer(e)
+    if isinstance(e, jax.errors.JaxRuntimeError) and not peer_gone:
       raise  # a runtime failure of one process: keep the traceback
     hint = (" -- another process stopped responding (a dead host?); the coordination service "
             "names it below. Rerun every process to resume from the last checkpoint"
-            if lost_peer else "")
+            if peer_gone else "")
     logging.error("training stopped: %s: %s%s", type(e).__name__, e, hint)
     print(f"error: {e}{hint}", file=sys.stderr)
     sys.exit(1)
