@@ -26,7 +26,7 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def start_both(workdir, logs_dir, tag: str, cache):
+def start_both(workdir, logs_dir, tag: str):
   port = free_port()
   env = subprocess_env(devices=4)
   procs, logs = [], []
@@ -37,7 +37,7 @@ def start_both(workdir, logs_dir, tag: str, cache):
           [sys.executable, "-m", "groupvit_jax.train", "--config", "configs/tiny.py",
            "--workdir", str(workdir), f"--config.mesh={MESH}",
            f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
-           f"--heartbeat_timeout_s={HEARTBEAT_S}", f"--config.jax_cache_dir={cache}"],
+           f"--heartbeat_timeout_s={HEARTBEAT_S}"],
           cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=f))
     logs.append(log)
   return procs, logs
@@ -55,10 +55,11 @@ def wait_for(log, marker: str, procs, timeout: float = 600) -> None:
 
 
 @pytest.mark.slow
-def test_a_dead_host_stops_the_survivor_then_both_resume(tmp_path, tmp_path_factory):
+def test_a_dead_host_stops_the_survivor_then_both_resume(tmp_path):
+  # No shared compilation cache: a process that skips compiling can reach the first collective
+  # more than Gloo's 30 s ahead of its peer on a busy machine, which fails the rerun.
   workdir = tmp_path / "run"
-  cache = tmp_path_factory.getbasetemp() / "jax_cache_2x4"  # the rerun compiles nothing
-  procs, logs = start_both(workdir, tmp_path, "first", cache)
+  procs, logs = start_both(workdir, tmp_path, "first")
   try:
     wait_for(logs[1], "step 3/6 |", procs)
     procs[1].send_signal(signal.SIGKILL)
@@ -78,7 +79,7 @@ def test_a_dead_host_stops_the_survivor_then_both_resume(tmp_path, tmp_path_fact
   saved = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
   assert saved and saved[-1] >= 2
 
-  procs, logs = start_both(workdir, tmp_path, "second", cache)
+  procs, logs = start_both(workdir, tmp_path, "second")
   for p in procs:
     assert p.wait(timeout=600) == 0
   again = logs[0].read_text()
