@@ -42,3 +42,14 @@ def initialize(*, distributed: bool = False, coordinator_address: str | None = N
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
   return True
+
+
+def align_processes(name: str, timeout_s: int = 1800) -> None:
+  """Waits until every process reaches ``name`` (a coordination-service barrier, no collective).
+
+  Before the first cross-process collective: on CPU, Gloo's rendezvous gives up after 30 s, so a
+  process that compiled from a warm cache must not run that far ahead of a peer still compiling.
+  """
+  if jax.process_count() > 1:
+    from orbax.checkpoint import multihost  # pylint: disable=g-import-not-at-top
+    multihost.sync_global_processes(name, timeout=timeout_s)

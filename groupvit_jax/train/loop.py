@@ -24,7 +24,8 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from groupvit_jax import optim
-from groupvit_jax.train import checkpointing, config_lib, evals as evals_lib, metrics as metrics_lib
+from groupvit_jax.train import checkpointing, config_lib, distributed, evals as evals_lib
+from groupvit_jax.train import metrics as metrics_lib
 from groupvit_jax.train import state as state_lib, step as step_lib
 from input_pipeline import pipeline
 
@@ -173,6 +174,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                              _abstract_batch(config, batch_sh))
   flops = metrics_lib.step_flops(lowered)
   compiled = lowered.compile()
+  distributed.align_processes("train_step_compiled")
   metrics_lib.log_memory(compiled)
   peak = metrics_lib.peak_flops_per_device(override=config.peak_flops_per_device)
   logging.info("train step: %s GFLOPs per step; peak %s TFLOP/s per device",
