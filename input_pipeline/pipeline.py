@@ -28,6 +28,11 @@ from groupvit_jax import sharding as shd
 from input_pipeline import augment, random_access, samples, shards as shards_lib, synthetic
 from input_pipeline import webdataset
 
+WORKER_DIED = "terminated unexpectedly"  # grain's message when a prefetch process is gone
+
+
+class DataWorkerError(RuntimeError):
+  """A decode worker process died (killed, out of memory); the message says which setting."""
 
 
 def num_texts(input_config) -> int:
@@ -151,7 +156,16 @@ class DeviceBatchIterator:
     return self
 
   def __next__(self) -> tuple[dict[str, jax.Array], dict[str, int]]:
-    host = next(self._it)
+    try:
+      host = next(self._it)
+    except RuntimeError as e:  # grain notices a dead worker within about a second
+      if WORKER_DIED not in str(e):
+        raise
+      raise DataWorkerError(
+          f"a data decode worker process died ({e}); the run stops. Look for the kernel's "
+          f"out-of-memory killer or a crash in the worker's log, lower input.num_workers or "
+          f"input.worker_buffer_size if memory is short, then rerun the same command to "
+          f"resume") from e
     counts = {f"skipped_{r}": int(np.sum(host[f"skipped_{r}"])) for r in samples.SKIP_REASONS}
     for k, v in counts.items():
       self.skipped[k] += v

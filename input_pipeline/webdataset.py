@@ -5,6 +5,11 @@ file name): ``000012.jpg`` (or .png/.webp), ``000012.txt`` caption, optional ``0
 Shards are read sequentially (streaming; works on remote object stores), several at once
 (``cycle_length``, round-robin), in a seeded order that changes every epoch.
 
+A shard that yields no sample (not a tar, truncated before its first member, unreadable, deleted
+since the listing, empty) is named in a warning with the running count of such shards; when every
+shard of this worker in a row yields nothing the iterator raises ``ValueError`` listing them,
+instead of cycling over empty epochs for ever.
+
 The iterator state is small: the epoch, the next shard position, and for each open shard its
 position and the number of samples already read. Restoring re-opens those shards and skips the
 samples already read, so a resumed run continues with the same data order.
@@ -139,6 +144,8 @@ class WebDatasetIterator(grain.DatasetIterator):
     self._readers: list[Iterator | None] = []
     self._next_slot = 0
     self._orders: dict[int, np.ndarray] = {}
+    self._empty_in_a_row: set[str] = set()  # shards that yielded nothing since the last sample
+    self.empty_shards = 0  # over this iterator's life
 
   def _order(self, epoch: int) -> np.ndarray:
     if epoch not in self._orders:
@@ -160,9 +167,25 @@ class WebDatasetIterator(grain.DatasetIterator):
     self._position += 1
     return slot
 
+  def _shard_path(self, slot: list[int]) -> str:
+    return self._ds.shards[int(self._order(slot[0])[slot[1]])]
+
+  def _note_empty(self, path: str) -> None:
+    self.empty_shards += 1
+    self._empty_in_a_row.add(path)
+    logging.warning("shard %s yielded no samples (%d such shards so far)", path,
+                    self.empty_shards)
+    if len(self._empty_in_a_row) >= len(self._ds.shards):
+      names = sorted(self._empty_in_a_row)
+      raise ValueError(
+          f"none of the {len(self._ds.shards)} shards read by this data worker yields a sample "
+          f"(each is not a tar, truncated, unreadable, missing or empty; see the warnings above): "
+          f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}. Check "
+          f"input.train_shards")
+
   def _reader(self, slot: list[int]) -> Iterator:
     epoch, position, skip = slot
-    path = self._ds.shards[int(self._order(epoch)[position])]
+    path = self._shard_path(slot)
     it = iter_tar_samples(path)
     for _ in range(skip):  # resume inside a shard
       if next(it, None) is None:
@@ -185,6 +208,8 @@ class WebDatasetIterator(grain.DatasetIterator):
         self._readers[i] = self._reader(self._slots[i])
       sample = next(self._readers[i], None)
       if sample is None:  # shard finished: replace it by the next one in order
+        if self._slots[i][2] == 0:
+          self._note_empty(self._shard_path(self._slots[i]))
         replacement = self._take_shard()
         if replacement is None:
           del self._slots[i], self._readers[i]
@@ -192,6 +217,7 @@ class WebDatasetIterator(grain.DatasetIterator):
         self._slots[i], self._readers[i] = replacement, None
         continue
       self._slots[i][2] += 1
+      self._empty_in_a_row.clear()
       self._next_slot = (i + 1) % len(self._slots)
       sample["__epoch__"] = self._slots[i][0]
       return sample

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="windows per model forward inside a call (bounds memory; default 8)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                  help="compute dtype of the model (default float32)")
+  p.add_argument("--skip-bad", action="store_true",
+                 help="leave out images or labels that cannot be read (listed under 'skipped' "
+                 "in the output JSON) instead of stopping at the first")
   p.add_argument("--data-parallel", action="store_true",
                  help="split each batch of images over all local devices (--batch-size is "
                  "rounded up to a multiple of the device count)")
@@ -99,7 +102,8 @@ def run_segmentation(args) -> int:
   print(f"loading {args.checkpoint} ...", flush=True)
   model = load_model(args, dtype=args.dtype)
   result = evaluate_segmentation(model, dataset, protocol, images_per_batch=batch,
-                                 window_chunk=args.window_chunk, mesh=mesh)
+                                 window_chunk=args.window_chunk, mesh=mesh,
+                                 skip_bad=args.skip_bad)
   result.update(checkpoint=checkpoint_label(args), split=args.split, dtype=args.dtype)
   nan = float("nan")
   table_metrics = {
@@ -111,8 +115,12 @@ def run_segmentation(args) -> int:
   print(per_class_table(list(result["per_class_iou"]), table_metrics, title))
   with open(args.output, "w") as f:
     json.dump(_finite(result), f, indent=2)
+  skipped = result["skipped"]
+  for bad in skipped:
+    print(f"skipped {bad['key']}: {bad['error']}")
+  note = f", {len(skipped)} unreadable skipped" if skipped else ""
   print(f"mIoU {100 * result['mIoU']:.2f} ({protocol.name} protocol, {result['num_images']} "
-        f"images, {result['images_per_second']:.2f} images/s) -> {args.output}")
+        f"images{note}, {result['images_per_second']:.2f} images/s) -> {args.output}")
   return 0
 
 

@@ -90,6 +90,9 @@ def base_config(model: GroupViTConfig, *, datasets=("cc3m", "cc12m"), num_epochs
   c.num_epochs = num_epochs
   c.total_steps = c.get_ref("steps_per_epoch") * c.get_ref("num_epochs")
   c.log_every_steps = 50
+  # Non-finite loss/gradient: skip up to this many updates in a row (state unchanged, counted as
+  # nonfinite_skipped_total), stop on the next one. 0 = stop on the first.
+  c.max_consecutive_nonfinite_steps = 0
   c.jax_cache_dir = ""  # persistent compilation cache ('' = off)
   c.peak_flops_per_device = config_dict.placeholder(float)  # for MFU; None = from device kind
 
@@ -182,6 +185,8 @@ def validate_config(config) -> None:
     problems.append("input.tfds_name is empty (tfds backend)")
   if config.input.batch_size <= 0:
     problems.append(f"input.batch_size must be > 0, got {config.input.batch_size}")
+  if config.max_consecutive_nonfinite_steps < 0:
+    problems.append("max_consecutive_nonfinite_steps must be >= 0")
   if config.log_every_steps <= 0:
     problems.append("log_every_steps must be > 0")
   if config.ckpt.every_steps <= 0 or config.ckpt.keep < 1:

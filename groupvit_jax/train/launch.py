@@ -20,6 +20,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id.")
 _LOCAL_DEVICES = flags.DEFINE_string("local_device_ids", None, "Comma list of local device ids.")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout_s", 100, "Multi-process runs: seconds "
+                                  "without a heartbeat after which a process counts as dead and "
+                                  "the others exit with an error.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -47,7 +50,8 @@ class QuietLibraries:
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(QuietLibraries())
-  from groupvit_jax.train import distributed, loop  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.train import checkpointing, distributed, loop  # pylint: disable=g-import-not-at-top
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -56,13 +60,22 @@ def main(argv):
     pass
   distributed.initialize(distributed=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
                          num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                         local_device_ids=_LOCAL_DEVICES.value)
+                         local_device_ids=_LOCAL_DEVICES.value,
+                         heartbeat_timeout_s=_HEARTBEAT.value)
   logging.info("JAX %s: process %d/%d, devices %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (loop.NonFiniteLossError, ValueError, FileNotFoundError) as e:
-    logging.exception("training stopped")
-    print(f"error: {e}", file=sys.stderr)
+  except (loop.NonFiniteLossError, checkpointing.CheckpointError, pipeline.DataWorkerError,
+          ValueError, OSError, jax.errors.JaxRuntimeError) as e:
+    # Expected faults (docs/reliability.md): the message says what happened, no traceback.
+    peer_gone = checkpointing.lost_peer(e)
+    if isinstance(e, jax.errors.JaxRuntimeError) and not peer_gone:
+      raise  # a runtime failure of one process: keep the traceback
+    hint = (" -- another process stopped responding (a dead host?); the coordination service "
+            "names it below. Rerun every process to resume from the last checkpoint"
+            if peer_gone else "")
+    logging.error("training stopped: %s: %s%s", type(e).__name__, e, hint)
+    print(f"error: {e}{hint}", file=sys.stderr)
     sys.exit(1)
 

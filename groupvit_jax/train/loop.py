@@ -5,8 +5,10 @@ iterator and the checkpoint manager, restore or initialise the state (order in
 ``config_lib``), compile the step once (ahead of time, so it can never recompile) and log its
 FLOPs and memory. Loop: fetch a batch, dispatch the step, read the *previous* step's metrics
 (one step behind, so the host never stalls the device), log, checkpoint, evaluate, and stop
-cleanly on SIGTERM. A non-finite loss raises ``NonFiniteLossError`` after the last good
-checkpoint is safely on disk.
+cleanly on SIGTERM. A step whose loss or gradient is non-finite leaves the state unchanged (see
+``step.py``); up to ``max_consecutive_nonfinite_steps`` such steps in a row are skipped and
+counted (``nonfinite_skipped_total`` in the metrics), one more raises ``NonFiniteLossError``
+after the last good checkpoint is safely on disk.
 """
 
 from __future__ import annotations
@@ -24,13 +26,21 @@ from jax.experimental import multihost_utils
 from groupvit_jax import optim
 from groupvit_jax import sharding as shd
 from groupvit_jax.convert import workdir as workdir_layout
-from groupvit_jax.train import checkpointing, config_lib, evals as evals_lib, metrics as metrics_lib
+from groupvit_jax.train import checkpointing, config_lib, distributed, evals as evals_lib
+from groupvit_jax.train import metrics as metrics_lib
 from groupvit_jax.train import state as state_lib, step as step_lib
 from input_pipeline import pipeline
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The loss or gradient became NaN/inf; the message names the step and the checkpoint kept."""
+  """The loss or gradient became NaN/inf; the message names the step, the metric and the
+  checkpoint kept."""
+
+
+def nonfinite_metrics(m: dict[str, float]) -> list[str]:
+  """Names of the step metrics that are NaN/inf (``finite`` itself excluded), loss first."""
+  order = sorted(m, key=lambda k: (k != "loss", k != "grad_norm", k))
+  return [k for k in order if k != "finite" and not np.isfinite(m[k])]
 
 
 def enable_compilation_cache(directory: str) -> None:
@@ -77,10 +87,10 @@ def _parameter_overview(state) -> None:
 def _init_state(config, cfg, tx, mesh, rules, mngr, abstract, shardings, data_iter):
   """Resume order: workdir checkpoint > ckpt.resume_from > ckpt.model_init > random init."""
   target = state_lib.with_shardings(abstract, shardings)
-  latest = mngr.latest_step()
-  if latest is not None:
-    logging.info("resuming from %s/%d", mngr.directory, latest)
-    return checkpointing.restore(mngr, latest, target, data_iter)
+  found = checkpointing.restore_latest(mngr, target, data_iter)
+  if found is not None:
+    logging.info("resuming from %s/%d", mngr.directory, found[0])
+    return found[1]
   if config.ckpt.resume_from:
     directory, step = checkpointing.resolve_resume_from(config.ckpt.resume_from)
     logging.info("starting from %s/%d (ckpt.resume_from)", directory, step)
@@ -122,6 +132,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """
   config_lib.validate_config(config)
   workdir = checkpointing.absolute(workdir)  # local or remote (gs://...)
+  checkpointing.check_writable(workdir, 0)  # a file in the way, no permission: before any work
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   if config.jax_cache_dir:
     enable_compilation_cache(config.jax_cache_dir)
@@ -142,6 +153,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   data_iter = pipeline.make_train_iter(config.input, mesh=mesh, rules=rules, seed=int(config.seed))
   graphdef, abstract = state_lib.abstract_state(cfg, tx)
   shardings = state_lib.state_shardings(abstract, tx, mesh, rules)
+  if jax.process_index() == 0:  # room for a new save while the last one is kept
+    checkpointing.check_writable(checkpointing.checkpoint_dir(workdir),
+                                 2 * checkpointing.state_bytes(abstract))
   mngr = checkpointing.make_manager(checkpointing.checkpoint_dir(workdir), config.ckpt)
   state = _init_state(config, cfg, tx, mesh, rules, mngr, abstract, shardings, data_iter)
   start = int(jax.device_get(state["step"]))
@@ -157,6 +171,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                              _abstract_batch(config, batch_sh))
   flops = metrics_lib.step_flops(lowered)
   compiled = lowered.compile()
+  distributed.align_processes("train_step_compiled")
   metrics_lib.log_memory(compiled)
   peak = metrics_lib.peak_flops_per_device(override=config.peak_flops_per_device)
   logging.info("train step: %s GFLOPs per step; peak %s TFLOP/s per device",
@@ -171,6 +186,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   guard = checkpointing.PreemptionGuard(multi_process=jax.process_count() > 1)
   last: dict[str, Any] = {}
   pending = None  # (step, device metrics) of the step dispatched last
+  max_skips = int(config.max_consecutive_nonfinite_steps)
+  nonfinite = {"in_a_row": 0, "total": 0}
 
   def resolve():
     """Reads the pending step's metrics: stop on non-finite, log on log steps."""
@@ -181,13 +198,25 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     pending = None
     m = {k: float(v) for k, v in jax.device_get(dev_metrics).items()}
     if m["finite"] < 1.0:
-      mngr.wait_until_finished()
-      kept = mngr.latest_step()
-      raise NonFiniteLossError(
-          f"non-finite loss at step {step} (loss {m['loss']}, grad norm {m['grad_norm']}): the "
-          f"run stops and this update was not applied. Last good checkpoint: "
-          f"{f'{mngr.directory}/{kept}' if kept is not None else 'none yet'}. Lower "
-          f"optim.base_lr or raise optim.warmup_steps, then rerun the same command to resume.")
+      nonfinite["in_a_row"] += 1
+      nonfinite["total"] += 1
+      bad = ", ".join(nonfinite_metrics(m)) or "loss"
+      if nonfinite["in_a_row"] > max_skips:
+        checkpointing.wait_until_finished(mngr)
+        kept = mngr.latest_step()
+        raise NonFiniteLossError(
+            f"non-finite {bad} at step {step} (loss {m['loss']}, grad norm {m['grad_norm']}; "
+            f"{nonfinite['in_a_row']} non-finite steps in a row, "
+            f"max_consecutive_nonfinite_steps={max_skips}): the run stops and this update was "
+            f"not applied. Last good checkpoint: "
+            f"{f'{mngr.directory}/{kept}' if kept is not None else 'none yet'}. Lower "
+            f"optim.base_lr or raise optim.warmup_steps, then rerun the same command to resume.")
+      logging.warning("non-finite %s at step %d: update skipped, state unchanged (%d in a row, "
+                      "at most %d; %d skipped in this run)", bad, step, nonfinite["in_a_row"],
+                      max_skips, nonfinite["total"])
+    else:
+      nonfinite["in_a_row"] = 0
+    m["nonfinite_skipped_total"] = nonfinite["total"]
     if step % int(config.log_every_steps) == 0 or step == total:
       m.update(throughput.update(step))
       m.update(_global_skips(data_iter))
@@ -229,7 +258,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                           step)
           break
       resolve()
-    mngr.wait_until_finished()
+    checkpointing.wait_until_finished(mngr)
   finally:
     mngr.close()
     data_iter.close()
