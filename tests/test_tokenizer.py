@@ -2,11 +2,11 @@
 
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SHARED, shared_path
 from groupvit_jax import tokenize
 from groupvit_jax.tokenizer import EOT_ID, SOT_ID, get_tokenizer
 
@@ -25,8 +25,7 @@ STRINGS = [
 ]
 
 
-SHARED_BPE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "clip_bpe" /
-              "bpe_simple_vocab_16e6.txt.gz")
+SHARED_BPE = SHARED / "data" / "clip_bpe" / "bpe_simple_vocab_16e6.txt.gz"
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +35,7 @@ def hf_tokenizer(tmp_path_factory):
   reordered byte vocabulary or a different merges file in the package shows."""
   from transformers import CLIPTokenizer
   from transformers.convert_slow_tokenizer import bytes_to_unicode
-  if not SHARED_BPE.exists():
-    pytest.skip(f"{SHARED_BPE} is missing")
+  shared_path(*SHARED_BPE.relative_to(SHARED).parts)  # fails, naming the path, when missing
   d = tmp_path_factory.mktemp("clip_tok")
   with gzip.open(str(SHARED_BPE), "rt", encoding="utf-8") as f:
     lines = f.read().split("\n")
