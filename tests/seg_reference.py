@@ -145,7 +145,7 @@ def make_grouping_models(tmp_dir):
     for name, p in hf.named_parameters():
       if ".assign." in name and ("q_proj.weight" in name or "k_proj.weight" in name):
         p.copy_(torch.randn(p.shape, generator=gen))
-    hf.logit_scale.fill_(float(np.log(1 / 0.07)))  # the init scale: sharper class scores
+    hf.logit_scale.fill_(float(np.log(50.0)))  # sharp class scores: several classes win groups
   hf.save_pretrained(str(tmp_dir))
   return gv.load_pretrained(str(tmp_dir)), hf.eval()
 

@@ -17,6 +17,12 @@ from groupvit_jax.segmentation.segmenter import Segmenter, trace_counts
 from groupvit_jax.image_io import load_image
 
 NUM_CLASSES = 12  # > 5, so the image-level top-5 filter matters
+# transformers (torch fp32) and XLA compute the network to ~1e-6, so a near-tie between two groups
+# or classes can flip a pixel: one run (logit scale 14.3) had 1 pixel of 133,380 differ on the
+# 260x513 image (agreement 0.9999925); the runs at the scale used now agreed on every pixel.
+# 1e-4 allows ~13 pixels of an image; a real protocol bug (stride, filter, threshold,
+# interpolation) moves hundreds to thousands.
+MIN_AGREE = 0.9999
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +80,9 @@ def test_labels_match_reference_with_background(grouping_model, hf_grouping_mode
   for name, img in images.items():
     want = ref.segment(hf_grouping_model, img, text, bg_thresh)
     assert got[name].shape == img.shape[:2]
-    # Every pixel: the network outputs agree to ~1e-6 and the label maps of all runs so far agreed
-    # exactly; a tie broken differently would show here as a single pixel.
+    # MIN_AGREE: see its definition.
     agree = float((got[name] == want).mean())
-    assert agree == 1.0, f"{name}: {agree:.6f} of pixels agree"
+    assert agree >= MIN_AGREE, f"{name}: {agree:.6f} of pixels agree"
     used.update(np.unique(want).tolist())
   assert len(used) >= 3, f"degenerate test: the reference only produced labels {used}"
 
@@ -88,7 +93,7 @@ def test_labels_match_reference_without_background(grouping_model, hf_grouping_m
   for name in ("square", "wide"):
     want = ref.segment(hf_grouping_model, images[name], text, None)
     got = seg.segment(images[name])
-    assert float((got == want).mean()) == 1.0, name
+    assert float((got == want).mean()) >= MIN_AGREE, name
     assert len(np.unique(want)) >= 2
 
 
@@ -106,5 +111,5 @@ def test_whole_mode_matches_reference(grouping_model, hf_grouping_model, text, i
   seg = Segmenter(grouping_model, [f"class {i}" for i in range(NUM_CLASSES)], bg_threshold=0.2,
                   mode="whole", text_embeddings=text)
   want = ref.segment_whole(hf_grouping_model, images["wide"], text, 0.2)
-  assert float((seg.segment(images["wide"]) == want).mean()) == 1.0
+  assert float((seg.segment(images["wide"]) == want).mean()) >= MIN_AGREE
   assert len(np.unique(want)) >= 2
