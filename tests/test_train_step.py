@@ -144,8 +144,20 @@ def test_bf16_compute_with_fp32_params_and_remat(setup):
   lowered = step.lower(state, batch(0, setup))
   text = lowered.as_text()
   assert "bf16" in text and "optimization_barrier" in text  # remat keeps its recomputation
-  new_state, metrics = lowered.compile()(state, batch(0, setup))
-  assert float(metrics["finite"]) == 1.0 and 5.0 < float(metrics["loss"]) < 30.0
+  # The fp32 loss of the same state and batch, on one device (before the step donates the state).
+  state0, b0 = host(state), batch(0, setup)
+  rng = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(state0["rng"])), int(state0["step"]))
+  fp32_loss, _ = jax.jit(
+      lambda p, s, b, r: step_lib.loss_fn(p, s, setup["graphdef"], b, r, multi_label=3,
+                                          multi_label_weight=1.0), device=jax.devices()[0])(
+      state0["params"], state0["batch_stats"], host(b0), rng)
+  new_state, metrics = lowered.compile()(state, b0)
+  assert float(metrics["finite"]) == 1.0
+  # Same parameters, batch and Gumbel noise: measured |bf16 - fp32| / fp32 = 0.027 on this loss
+  # (14.24 vs 13.86; bf16 rounds at 2^-8 and near-tied hard assignments flip). 0.08 is 3x that;
+  # a dropped or doubled loss term, an unscaled logit or params stored in bf16 move it further.
+  rel = abs(float(metrics["loss"]) - float(fp32_loss)) / float(fp32_loss)
+  assert 0 < rel < 0.08, (float(metrics["loss"]), float(fp32_loss))
   assert {x.dtype for x in jax.tree.leaves(new_state["params"])} == {jnp.dtype("float32")}
 
 
