@@ -2,7 +2,8 @@
 tests that should catch each; prints which were caught. Every bug must be caught.
 
   python experiments/planted_bugs.py            # all bugs (make planted-bugs)
-  python experiments/planted_bugs.py --list     # the table
+  python experiments/planted_bugs.py --list     # the table (and a check of every pattern)
+  python experiments/planted_bugs.py --markdown # the table's rows for docs/testing.md
   python experiments/planted_bugs.py --only gumbel-noise-sign recall-off-by-one
   python experiments/planted_bugs.py --clean    # first check each selection passes unplanted
 
@@ -116,7 +117,7 @@ BUGS: tuple[Bug, ...] = (
         ("tests/test_preprocessing_reference.py",)),
     Bug("text-pool-first-token", "groupvit_jax/models/text.py",
         "eot = jnp.argmax(input_ids, axis=-1)", "eot = jnp.argmin(input_ids, axis=-1)",
-        ("tests/test_parity_hf.py::test_one_stage_variant",)),
+        ("tests/test_parity_hf.py::test_unusual_config",)),  # eos id 2: the argmax rule
     Bug("seg-top5-filter", "groupvit_jax/segmentation/dense.py",
         "_, top = jax.lax.top_k(image_probs, k)", "_, top = jax.lax.top_k(image_probs, k + 1)",
         ("tests/test_seg_parity.py::test_whole_mode_matches_reference",)),
@@ -185,6 +186,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--only", nargs="+", metavar="NAME", help="run these bugs only")
   parser.add_argument("--list", action="store_true", help="print the table and exit")
+  parser.add_argument("--markdown", action="store_true",
+                      help="print the table as the Markdown rows of docs/testing.md and exit")
   parser.add_argument("--clean", action="store_true",
                       help="first run each selection on the unplanted copy (it must pass)")
   parser.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
@@ -196,6 +199,12 @@ def main(argv=None) -> int:
     if unknown:
       parser.error(f"unknown bug names {unknown}; --list shows them")
     bugs = [b for b in BUGS if b.name in args.only]
+  if args.markdown:
+    cell = lambda t: "`" + t.replace("|", "\\|").replace("\n", " ") + "`"
+    for b in bugs:
+      print(f"| {cell(b.name)} | {cell(b.file)} | {cell(b.old)} -> {cell(b.new)} | "
+            f"{cell(' '.join(b.tests))} |")
+    return 0
   if args.list:  # also checks that every pattern still matches exactly once
     stale = 0
     for b in bugs:
