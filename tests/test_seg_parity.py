@@ -113,3 +113,37 @@ def test_whole_mode_matches_reference(grouping_model, hf_grouping_model, text, i
   want = ref.segment_whole(hf_grouping_model, images["wide"], text, 0.2)
   assert float((seg.segment(images["wide"]) == want).mean()) >= MIN_AGREE
   assert len(np.unique(want)) >= 2
+
+
+def test_voc_sample_end_to_end_matches_the_statement(grouping_model, hf_grouping_model, voc_root):
+  """evaluate_segmentation on real VOC images and labels against the statement's label maps and
+  a numpy confusion matrix over the label PNGs read with PIL (255 = ignore)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.benchmark import evaluate_segmentation  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.datasets import open_dataset  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.segmentation.protocols import get_protocol  # pylint: disable=g-import-not-at-top
+  dataset = open_dataset("voc", voc_root).limit(3)
+  protocol = get_protocol("groupvit")
+  bg = protocol.settings("voc").bg_threshold
+  text = np.random.default_rng(2).normal(size=(len(dataset.prompt_classes), 16))
+  text /= np.linalg.norm(text, axis=-1, keepdims=True)
+  res = evaluate_segmentation(grouping_model, dataset, protocol, text_embeddings=text,
+                              progress=False)
+  n = 21
+  conf = np.zeros((n, n), np.int64)
+  for ex in dataset:
+    voc = voc_root / "VOC2012"
+    image = np.asarray(Image.open(voc / "JPEGImages" / f"{ex.key}.jpg").convert("RGB"))
+    label = np.asarray(Image.open(voc / "SegmentationClass" / f"{ex.key}.png"))  # palette ids
+    pred = ref.segment(hf_grouping_model, image, text, bg)
+    keep = label != 255
+    np.add.at(conf, (label[keep].astype(int), pred[keep]), 1)
+  inter = np.diag(conf).astype(float)
+  with np.errstate(invalid="ignore"):
+    iou = inter / (conf.sum(0) + conf.sum(1) - inter)
+  assert res["num_images"] == 3
+  got = np.array([np.nan if v is None else v for v in res["per_class_iou"].values()])
+  # Label maps may differ on <= 1e-4 of the pixels (MIN_AGREE): IoUs to 1e-3.
+  np.testing.assert_allclose(got, iou, atol=1e-3)
+  assert res["mIoU"] == pytest.approx(np.nanmean(iou), abs=1e-3)
+  assert np.sum(~np.isnan(iou)) >= 3 and np.nanmax(iou) > 0  # not a degenerate comparison
