@@ -43,7 +43,7 @@ ablations: $(VENV)/.tf.stamp
 	$(PY) experiments/shapes_ablations.py
 
 # Plants each bug of experiments/planted_bugs.py in a temporary copy and runs the tests that must
-# catch it (not part of `make test`: about half an hour on 2 cores).
+# catch it (not part of `make test`; one pass took 57 min on a busy 2-core machine).
 planted-bugs: $(VENV)/.dev.stamp
 	$(PY) experiments/planted_bugs.py $(PLANTED_ARGS)
 
