@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench ablations install install-dev clean-venv
+.PHONY: demo test bench ablations planted-bugs install install-dev clean-venv
 
 # No .pyc compilation at install time (tensorflow alone has ~10k modules): Python compiles what
 # it imports on first use.
@@ -41,6 +41,11 @@ test: $(VENV)/.dev.stamp
 
 ablations: $(VENV)/.tf.stamp
 	$(PY) experiments/shapes_ablations.py
+
+# Plants each bug of experiments/planted_bugs.py in a temporary copy and runs the tests that must
+# catch it (not part of `make test`; one pass took 57 min on a busy 2-core machine).
+planted-bugs: $(VENV)/.dev.stamp
+	$(PY) experiments/planted_bugs.py $(PLANTED_ARGS)
 
 bench: $(VENV)/.dev.stamp
 	$(PY) experiments/benchmarks/bench_model.py

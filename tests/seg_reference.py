@@ -1,13 +1,13 @@
 """A plain numpy statement of the official zero-shot segmentation protocol (spec 5.2 to 5.4),
-written from the spec and independent of groupvit_jax.segmentation: it only calls the model's eager
-``encode_image`` / ``project_groups`` on one window at a time, like the reference's batch-1 loop.
-Float64 throughout."""
+written from the spec and independent of groupvit_jax: each window goes through transformers'
+GroupViT (soft assignment maps, final segment tokens, visual projection, logit scale) one at a
+time, like the reference's batch-1 loop; everything after the network is float64 numpy."""
 
 from __future__ import annotations
 
 import cv2
-import jax.numpy as jnp
 import numpy as np
+import torch
 
 MEAN = np.array([123.675, 116.28, 103.53])  # mmseg img_norm_cfg (RGB order after to_rgb)
 STD = np.array([58.395, 57.12, 57.375])
@@ -47,22 +47,29 @@ def official_grid(h: int, w: int, num_tokens: int) -> tuple[int, int]:
   return hf, wf
 
 
-def window_logits(model, crop: np.ndarray, text: np.ndarray, bg_thresh: float | None) -> np.ndarray:
-  """``encode_decode`` of one normalised crop [h, w, 3] -> logits [C, h, w]."""
+def window_logits(hf_model, crop: np.ndarray, text: np.ndarray, bg_thresh: float | None
+                  ) -> np.ndarray:
+  """``encode_decode`` of one normalised crop [h, w, 3] -> logits [C, h, w], the network run by
+  transformers' GroupViT (position embeddings interpolated to the crop, PyTorch bicubic)."""
   h, w = crop.shape[:2]
-  enc = model.encode_image(jnp.asarray(crop[None], jnp.float32))  # eager, eval mode
-  soft = [np.asarray(s[0], np.float64) for s in enc["soft"]]  # [S_out, L_in]
+  pixels = torch.tensor(crop, dtype=torch.float32).permute(2, 0, 1)[None]
+  with torch.no_grad():
+    vm = hf_model.vision_model  # its forward() does not pass interpolate_pos_encoding on
+    enc = vm.encoder(hidden_states=vm.embeddings(pixels, interpolate_pos_encoding=True),
+                     output_attentions=True, return_dict=True)
+    tokens = vm.layernorm(enc.last_hidden_state)[0]  # [S, C] after the final LayerNorm
+    feat = hf_model.visual_projection(tokens).numpy().astype(np.float64)  # [S, D]
+    avg = hf_model.visual_projection(tokens.mean(0, keepdim=True)).numpy()[0].astype(np.float64)
+    scale = float(hf_model.logit_scale.exp().clamp(max=100))
+  soft = [a[0].numpy().astype(np.float64) for a in enc.attentions]  # [S_out, L_in]
   attn = soft[0].T
   for s in soft[1:]:
     attn = attn @ s.T  # [L0, G]
   hf, wf = official_grid(h, w, attn.shape[0])
   maps = torch_bilinear(attn.reshape(hf, wf, -1).transpose(2, 0, 1), h, w)  # [G, h, w]
   onehot = np.eye(maps.shape[0])[maps.argmax(0)]  # [h, w, G]
-  feat = np.asarray(model.project_groups(enc["tokens"])[0], np.float64)
   feat /= np.linalg.norm(feat, axis=-1, keepdims=True)
-  avg = np.asarray(enc["image_x"][0], np.float64)
   avg /= np.linalg.norm(avg)
-  scale = min(np.exp(float(np.asarray(model.logit_scale.get_value()))), 100.0)
   affinity = feat @ text.T * scale
   pre = softmax(affinity)
   avg_aff = softmax(avg @ text.T * scale)
@@ -80,7 +87,7 @@ def window_logits(model, crop: np.ndarray, text: np.ndarray, bg_thresh: float | 
   return out
 
 
-def segment(model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
+def segment(hf_model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
             crop: int = 448, stride: int = 224, img_scale=(2048, 448)) -> np.ndarray:
   """uint8 RGB [h, w, 3] -> labels [h, w] by the official slide protocol."""
   h, w = image.shape[:2]
@@ -98,35 +105,51 @@ def segment(model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
       y1, x1 = gy * stride, gx * stride
       y2, x2 = min(y1 + crop, nh), min(x1 + crop, nw)
       y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
-      preds[:, y1:y2, x1:x2] += window_logits(model, x[y1:y2, x1:x2], text, bg_thresh)
+      preds[:, y1:y2, x1:x2] += window_logits(hf_model, x[y1:y2, x1:x2], text, bg_thresh)
       count[y1:y2, x1:x2] += 1
   preds /= count
   return torch_bilinear(preds, h, w).argmax(0)
 
 
-def segment_whole(model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
+def segment_whole(hf_model, image: np.ndarray, text: np.ndarray, bg_thresh: float | None,
                   img_scale=(2048, 448)) -> np.ndarray:
   """mmseg ``whole_inference``: one pass on the whole resized image (the demo mode)."""
   h, w = image.shape[:2]
   f = min(max(img_scale) / max(h, w), min(img_scale) / min(h, w))
   nh, nw = int(h * f + 0.5), int(w * f + 0.5)
   x = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float64)
-  logits = window_logits(model, (x - MEAN) / STD, text, bg_thresh)
+  logits = window_logits(hf_model, (x - MEAN) / STD, text, bg_thresh)
   return torch_bilinear(logits, h, w).argmax(0)
 
 
-def make_grouping_model():
-  """A tiny random GroupViT with 16-pixel patches (the real 448/224 geometry: 28x28 patch grids)
-  whose assignment projections are scaled up, so that groups differ from pixel to pixel (a fresh
-  init puts every pixel in one group, which any pipeline would reproduce)."""
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from groupvit_jax import GroupViT  # pylint: disable=g-import-not-at-top
-  from groupvit_jax.model_config import tiny  # pylint: disable=g-import-not-at-top
-  model = GroupViT(tiny(img_size=64, patch_size=16, num_group_tokens=(16, 8, 0),
-                        num_output_groups=(16, 8)), rngs=nnx.Rngs(0))
-  rng = np.random.default_rng(1)
-  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    name = "/".join(map(str, path))
-    if "assign" in name and ("q_proj" in name or "k_proj" in name) and name.endswith("kernel"):
-      var.set_value(jnp.asarray(rng.normal(size=var.get_value().shape), jnp.float32))
-  return model
+GROUPING_HF = dict(
+    vision_config=dict(hidden_size=32, intermediate_size=128, depths=[1, 1, 1],
+                       num_hidden_layers=3, num_group_tokens=[16, 8, 0],
+                       num_output_groups=[16, 8, 8], num_attention_heads=2, image_size=64,
+                       patch_size=16),
+    text_config=dict(hidden_size=32, intermediate_size=128, num_hidden_layers=1,
+                     num_attention_heads=2, max_position_embeddings=16),
+    projection_dim=16, projection_intermediate_dim=64)
+
+
+def make_grouping_models(tmp_dir):
+  """A tiny random transformers GroupViT with 16-pixel patches (the real 448/224 geometry: 28x28
+  patch grids) whose assignment q/k projections are scaled up, so that groups differ from pixel
+  to pixel (a fresh init puts every pixel in one group, which any pipeline would reproduce), and
+  the same model loaded by groupvit_jax from its saved directory. Returns (ours, transformers')."""
+  import groupvit_jax as gv  # pylint: disable=g-import-not-at-top
+  from reference_models import make_hf_model  # pylint: disable=g-import-not-at-top
+  hf = make_hf_model(GROUPING_HF, seed=1)
+  gen = torch.Generator().manual_seed(1)
+  with torch.no_grad():
+    for name, p in hf.named_parameters():
+      if ".assign." in name and ("q_proj.weight" in name or "k_proj.weight" in name):
+        p.copy_(torch.randn(p.shape, generator=gen))
+    hf.logit_scale.fill_(float(np.log(50.0)))  # sharp class scores: several classes win groups
+  hf.save_pretrained(str(tmp_dir))
+  return gv.load_pretrained(str(tmp_dir)), hf.eval()
+
+
+def make_grouping_model(tmp_dir):
+  """The groupvit_jax model of ``make_grouping_models``."""
+  return make_grouping_models(tmp_dir)[0]

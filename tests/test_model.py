@@ -126,7 +126,12 @@ def test_bfloat16_compute_keeps_float32_params():
   assert dtypes == {jnp.dtype(jnp.float32)}
   out, want = model(pixel_values=X, input_ids=IDS), ref(pixel_values=X, input_ids=IDS)
   assert out.image_embeds.dtype == jnp.float32  # embeddings come back in float32
-  np.testing.assert_allclose(np.asarray(out.image_embeds), np.asarray(want.image_embeds), atol=0.1)
+  # Unit vectors of |x| <= 0.58: measured max differences 0.005 (image) and 0.005 (text) for this
+  # init, 0.023 for an init where a hard assignment flips (bf16 rounds at 2^-8 relative). 0.02 is
+  # 4x this init's; a float32 run (dtype ignored) shows as a difference below 1e-4.
+  for got, ref_ in ((out.image_embeds, want.image_embeds), (out.text_embeds, want.text_embeds)):
+    diff = float(np.abs(np.asarray(got) - np.asarray(ref_)).max())
+    assert 1e-4 < diff < 0.02, diff
   for m in model.encode_image(X)["soft"]:
     assert m.dtype == jnp.float32  # assignment softmax in float32
 

@@ -123,7 +123,10 @@ def test_missing_and_mismatched_files_are_named(tmp_path):
 
 
 def test_tfds_builder_matches_reader(voc_root, tmp_path):
-  tfds_builders = pytest.importorskip("groupvit_jax.segmentation.datasets.tfds_builders")
+  # Skip only when the tf extra is absent; an import error inside our module must fail.
+  pytest.importorskip("tensorflow", reason="the tfds builders need the tf extra")
+  pytest.importorskip("tensorflow_datasets", reason="the tfds builders need the tf extra")
+  from groupvit_jax.segmentation.datasets import tfds_builders  # pylint: disable=g-import-not-at-top
   builder = tfds_builders.builder("voc", tmp_path / "tfds")
   builder.download_and_prepare(download_config=tfds_builders.manual(voc_root))
   assert builder.info.metadata["classes"] == list(classes.VOC)

@@ -10,9 +10,9 @@ from groupvit_jax.segmentation.datasets import open_dataset
 from groupvit_jax.segmentation.segmenter import Segmenter
 
 
-def test_mesh_matches_single_device(voc_root):
+def test_mesh_matches_single_device(voc_root, tmp_path):
   assert jax.device_count() == 8
-  model = ref.make_grouping_model()
+  model = ref.make_grouping_model(tmp_path)
   images = [(ex.key, ex.image) for ex in open_dataset("voc", voc_root).limit(8)]
   text = np.random.default_rng(0).normal(size=(6, model.config.proj_dim))
   text /= np.linalg.norm(text, axis=-1, keepdims=True)

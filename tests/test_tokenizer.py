@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from conftest import SHARED, shared_path
 from groupvit_jax import tokenize
-from groupvit_jax.tokenizer import EOT_ID, SOT_ID, default_bpe_path, get_tokenizer
+from groupvit_jax.tokenizer import EOT_ID, SOT_ID, get_tokenizer
 
 STRINGS = [
     "a photo of a cat.",
@@ -24,17 +25,43 @@ STRINGS = [
 ]
 
 
+SHARED_BPE = SHARED / "data" / "clip_bpe" / "bpe_simple_vocab_16e6.txt.gz"
+
+
 @pytest.fixture(scope="module")
 def hf_tokenizer(tmp_path_factory):
+  """transformers' CLIPTokenizer with a vocabulary built from transformers' own byte table and
+  the merges file in ../shared (not from the package's id table or its shipped copy), so a
+  reordered byte vocabulary or a different merges file in the package shows."""
   from transformers import CLIPTokenizer
+  from transformers.convert_slow_tokenizer import bytes_to_unicode
+  shared_path(*SHARED_BPE.relative_to(SHARED).parts)  # fails, naming the path, when missing
   d = tmp_path_factory.mktemp("clip_tok")
-  tok = get_tokenizer()
-  (d / "vocab.json").write_text(json.dumps(tok.encoder))
-  with gzip.open(str(default_bpe_path()), "rt", encoding="utf-8") as f:
+  with gzip.open(str(SHARED_BPE), "rt", encoding="utf-8") as f:
     lines = f.read().split("\n")
-  merges = ["#version: 0.2"] + lines[1:49152 - 256 - 2 + 1]
-  (d / "merges.txt").write_text("\n".join(merges), encoding="utf-8")
+  merges = lines[1:49152 - 256 - 2 + 1]
+  chars = list(bytes_to_unicode().values())
+  vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
+  vocab += ["<|startoftext|>", "<|endoftext|>"]
+  (d / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+  (d / "merges.txt").write_text("\n".join(["#version: 0.2"] + merges), encoding="utf-8")
   return CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"))
+
+
+# Ids of OpenAI CLIP's released tokenizer, written out by hand (as printed by
+# clip.tokenize / open_clip for these texts): independent of every vocabulary built here.
+CLIP_IDS = {
+    "a photo of a cat.": [49406, 320, 1125, 539, 320, 2368, 269, 49407],
+    "a photo of a dog": [49406, 320, 1125, 539, 320, 1929, 49407],
+}
+
+
+@pytest.mark.parametrize("text", sorted(CLIP_IDS))
+def test_real_clip_token_ids(text):
+  want = CLIP_IDS[text]
+  got = tokenize(text, context_length=16)
+  np.testing.assert_array_equal(got[:len(want)], want)
+  assert (got[len(want):] == 0).all()
 
 
 def _hf_ids(hf, text, length=77):
