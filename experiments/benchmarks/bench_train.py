@@ -89,6 +89,7 @@ def build_ours(cfg, data):
     jax.block_until_ready(m["loss"])
 
   return run, {"compile_s": compile_s, "flops": metrics_lib.step_flops(lowered),
+               "compiled_flops": metrics_lib.step_flops(compiled), "compiled": compiled,
                "peak": metrics_lib.peak_flops_per_device(), "devices": jax.device_count(),
                "device_kind": jax.devices()[0].device_kind}
 
