@@ -18,7 +18,7 @@ def smoke(tmp_path_factory):
   out = tmp_path_factory.mktemp("accelerator")
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
   proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out_dir", str(out)],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return json.loads((out / "accelerator_smoke.json").read_text()), \
       (out / "accelerator_smoke.md").read_text()
@@ -67,11 +67,11 @@ def test_encoder_and_train_rates(smoke):
 
 def test_segmentation_from_jpeg_files(smoke):
   s = smoke[0]["segmentation"]
-  assert s["images"] == 8 and s["windows"] >= s["images"]
+  assert s["images"] == 6 and s["windows"] >= s["images"]
   assert s["buckets"] >= 2  # the aspect ratios differ
   assert s["images_per_s"] > 0 and 0 <= s["device_waits_for_host_share"] <= 1
   assert 0.5 <= s["bf16_vs_fp32_pixel_agreement_mean"] <= 1
-  assert s["agreement_images"] == 4
+  assert s["agreement_images"] == 2
 
 
 def test_input_pipeline_rates(smoke):
