@@ -33,7 +33,7 @@ def write_shards(root: str, settings) -> list[str]:
     buf = io.BytesIO()
     Image.fromarray(ex.image).resize((s, s), Image.BILINEAR).save(buf, format="JPEG", quality=90)
     jpegs.append(buf.getvalue())
-  num_shards = 8
+  num_shards = max(8, 2 * max(settings.input_workers))  # every worker needs its own shards
   per_shard = -(-settings.input_samples // num_shards)
   paths = []
   for k in range(num_shards):
