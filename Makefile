@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench ablations planted-bugs install install-dev clean-venv
+.PHONY: demo test bench bench-cpu bench-accelerator-smoke ablations planted-bugs install install-dev clean-venv
 
 # No .pyc compilation at install time (tensorflow alone has ~10k modules): Python compiles what
 # it imports on first use.
@@ -49,6 +49,15 @@ planted-bugs: $(VENV)/.dev.stamp
 
 bench: $(VENV)/.dev.stamp
 	$(PY) experiments/benchmarks/bench_model.py
+
+# The CPU goals against transformers (one thread per side: stable on a shared machine).
+bench-cpu: $(VENV)/.dev.stamp
+	$(PY) experiments/benchmarks/cpu_vs_torch.py --threads 1 --dtypes float32,bfloat16
+	$(PY) experiments/benchmarks/speed_table.py
+
+# The accelerator script's CPU rehearsal (the GPU command is in its docstring).
+bench-accelerator-smoke: $(VENV)/.dev.stamp
+	$(PY) experiments/benchmarks/accelerator.py --smoke --out_dir /tmp/accelerator_smoke
 
 clean-venv:
 	rm -rf $(VENV)

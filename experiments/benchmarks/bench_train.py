@@ -11,7 +11,8 @@ Both sides then do backward, global-norm clipping at 5.0 and AdamW with weight d
 is the released 2-stage config (``--model gcc_yfcc``) with stochastic depth off (transformers has
 none); train mode (Gumbel hard assignment, BatchNorm batch statistics); text length 77.
 
-The two sides alternate step by step, so a drifting machine load affects both alike.
+The two sides alternate step by step (``bench_common.alternate``), so a drifting machine load
+affects both alike.
 Samples/s = batch / median step time. MFU = FLOPs of our step (XLA cost analysis of the lowered
 global program; the same arithmetic serves for the torch row) x steps/s / peak FLOP/s; the peak is
 known for common accelerators (see groupvit_jax/train/metrics.py) and unknown on CPU.
@@ -29,20 +30,12 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import alternate  # noqa: E402  (sides alternated, busy machine flagged)
 
-
-def interleaved(fns: dict, *, warmup: int, iters: int) -> dict[str, list[float]]:
-  """Alternates the runners step by step (a drifting machine load hits both sides alike)."""
-  out = {name: [] for name in fns}
-  for i in range(warmup + iters):
-    for name, fn in fns.items():
-      t = time.perf_counter()
-      fn()
-      if i >= warmup:
-        out[name].append(time.perf_counter() - t)
-  return out
 
 
 def batch_arrays(batch: int, image_size: int, k: int, length: int, seed: int = 0):
@@ -89,6 +82,7 @@ def build_ours(cfg, data):
     jax.block_until_ready(m["loss"])
 
   return run, {"compile_s": compile_s, "flops": metrics_lib.step_flops(lowered),
+               "compiled_flops": metrics_lib.step_flops(compiled), "compiled": compiled,
                "peak": metrics_lib.peak_flops_per_device(), "devices": jax.device_count(),
                "device_kind": jax.devices()[0].device_kind}
 
@@ -195,7 +189,8 @@ def main(argv=None):
     runners["ours"], ours = build_ours(cfg, data)
     if not args.skip_torch:
       runners["torch"], ref = build_torch(cfg, data, multi_label=k > 0)
-    times = interleaved(runners, warmup=args.warmup, iters=args.steps)
+    times = {name: t["samples_s"]
+             for name, t in alternate(runners, warmup=args.warmup, repeats=args.steps).items()}
     med = statistics.median(times["ours"])
     row = {"multi_label_K": k, "texts_per_image": 1 + k, "ours_step_s": med,
            "ours_step_min_s": min(times["ours"]),

@@ -265,6 +265,13 @@ class Segmenter:
     batch of each bucket is padded, so each bucket compiles once); results therefore come out of
     input order. One call stays in flight while the next batch is prepared on the host.
     """
+    return self.segment_prepared((self.prepare(image, key) for key, image in items),
+                                 images_per_batch=images_per_batch)
+
+  def segment_prepared(self, items: Iterable[Prepared], *,
+                       images_per_batch: int | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+    """``segment_stream`` of images already passed through ``prepare`` (e.g. by parallel host
+    workers: decoding and resizing then overlap the device calls)."""
     batch = max(1, int(images_per_batch or self.images_per_batch))
     if self.mesh is not None:  # whole images per device
       per = self.mesh.shape[self.mesh.axis_names[0]]
@@ -282,8 +289,7 @@ class Segmenter:
       group = pending.pop(bucket)
       inflight.append((group, self._dispatch(group, batch)))
 
-    for key, image in items:
-      p = self.prepare(image, key)
+    for p in items:
       pending[p.bucket].append(p)
       if len(pending[p.bucket]) >= batch:
         send(p.bucket)
