@@ -156,7 +156,9 @@ def test_chunked_step_equals_the_unchunked_step(mesh_name, microbatch, fast_comp
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)  # global-batch BatchNorm
   assert_same_gradient(grads, ref_grads, rtol=2e-4)
   (_, _), one_chunk = value_and_grad(setup, batch, rng, B)
-  assert_same_gradient(one_chunk, ref_grads, rtol=1e-6)
+  # One chunk: bit-equal arithmetic on one device; on 8, GSPMD partitions the reductions of the
+  # two programs differently (measured 2e-5).
+  assert_same_gradient(one_chunk, ref_grads, rtol=1e-6 if mesh_name == "1 device" else 1e-4)
 
   # The jitted, sharded, donating train step with the key set: same metrics and update.
   states = {m: jax.tree.map(jnp.copy, setup["state"]) for m in (0, microbatch)}
@@ -169,10 +171,14 @@ def test_chunked_step_equals_the_unchunked_step(mesh_name, microbatch, fast_comp
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
   before = flat(host(setup["state"]["params"]))
   step_size = np.abs(flat(s0["params"]) - before).max()
-  # Adam steps by about lr per entry: the updates agree to 1% of a step (plus the rounding of
-  # parameter + update, a few ulp of the parameter).
-  diff = np.abs(flat(s1["params"]) - flat(s0["params"]))
-  assert np.all(diff <= 1e-2 * step_size + 2 * np.spacing(np.abs(before))), diff.max()
+  # Adam's first step is about lr * sign(gradient): compare where the gradient is not float32
+  # noise around zero (there the sign is a coin flip), to 1% of a step plus the rounding of
+  # parameter + update.
+  g = np.abs(flat(ref_grads))
+  real = g > 1e-3 * g.max()
+  assert real.sum() > 1000
+  diff = np.abs(flat(s1["params"]) - flat(s0["params"]))[real]
+  assert np.all(diff <= 1e-2 * step_size + 2 * np.spacing(np.abs(before[real]))), diff.max()
 
 
 @pytest.mark.slow
