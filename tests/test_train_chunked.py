@@ -100,6 +100,7 @@ def reference_value_and_grad(setup, batch, rng, n):
                                                               state["batch_stats"]))
 
 
+@pytest.mark.slow
 def test_same_noise_in_both_passes_gives_the_exact_gradient(fast_compile):  # noqa: F811
   """Gumbel noise and drop path on: the chunked gradient is plain autodiff's with the same noise
   per chunk; a different key per chunk changes it (the noise matters, so the check can fail)."""
@@ -135,6 +136,7 @@ def assert_same_gradient(got, want, rtol):
       assert np.linalg.norm(a - b) <= rtol * np.linalg.norm(b), jax.tree_util.keystr(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh_name,microbatch", [("1 device", 4), ("8 devices", 8)])
 def test_chunked_step_equals_the_unchunked_step(mesh_name, microbatch, fast_compile):  # noqa: F811
   """K=3, BatchNorm projectors, no noise: loss, gradient, BatchNorm statistics and the update
