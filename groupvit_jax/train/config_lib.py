@@ -22,6 +22,7 @@ from ml_collections import config_dict
 from groupvit_jax import sharding
 from groupvit_jax.optim import REFERENCE_BATCH
 from groupvit_jax.model_config import GroupViTConfig
+from groupvit_jax.train import chunked
 from groupvit_jax.train.evals import EVAL_TYPES
 
 # webdataset lengths of the official training data (spec section 4).
@@ -86,6 +87,10 @@ def base_config(model: GroupViTConfig, *, datasets=("cc3m", "cc12m"), num_epochs
   """The reference recipe (spec section 4) around ``model``."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Samples of the global batch per chunk (over all devices; 0 = off): the step encodes in chunks
+  # and back-propagates cached feature gradients, giving the full-batch gradient with one chunk's
+  # activation memory (groupvit_jax/train/chunked.py, docs/training.md).
+  c.microbatch_size = 0
   c.steps_per_epoch = steps_per_epoch(datasets)
   c.num_epochs = num_epochs
   c.total_steps = c.get_ref("steps_per_epoch") * c.get_ref("num_epochs")
@@ -187,6 +192,11 @@ def validate_config(config) -> None:
     problems.append(f"input.batch_size must be > 0, got {config.input.batch_size}")
   if config.max_consecutive_nonfinite_steps < 0:
     problems.append("max_consecutive_nonfinite_steps must be >= 0")
+  if config.get("microbatch_size", 0):
+    try:
+      chunked.check_microbatch(int(config.input.batch_size), int(config.microbatch_size))
+    except ValueError as e:
+      problems.append(str(e))
   if config.log_every_steps <= 0:
     problems.append("log_every_steps must be > 0")
   if config.ckpt.every_steps <= 0 or config.ckpt.keep < 1:

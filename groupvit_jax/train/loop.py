@@ -166,7 +166,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   train_step = step_lib.make_train_step(
       graphdef=graphdef, tx=tx, schedule=schedule, shardings=shardings, batch_shardings=batch_sh,
       mesh=mesh, rules=rules, multi_label=cfg.multi_label,
-      multi_label_weight=cfg.multi_label_loss_weight)
+      multi_label_weight=cfg.multi_label_loss_weight,
+      microbatch_size=int(config.get("microbatch_size", 0)))
   lowered = train_step.lower(state_lib.with_shardings(abstract, shardings),
                              _abstract_batch(config, batch_sh))
   flops = metrics_lib.step_flops(lowered)

@@ -10,6 +10,7 @@ metrics); the loop then stops with a message, so no checkpoint ever holds a non-
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -18,7 +19,7 @@ import optax
 from flax import nnx
 
 from groupvit_jax import losses, sharding as shd
-from groupvit_jax.train import state as state_lib
+from groupvit_jax.train import chunked, state as state_lib
 
 Batch = dict[str, jax.Array]
 
@@ -43,6 +44,21 @@ def loss_fn(params, batch_stats, graphdef, batch: Batch, rng: jax.Array, *, mult
   image_x = model.encode_image(batch["image"], train=True, rngs=rngs)["image_x"]  # [B, D]
   # Captions and prompts share one text-projector batch, as in the reference (spec 3.2).
   text_x = model.encode_text(batch["text"], train=True)  # [B, 1+K, D]
+  loss, metrics = contrastive_losses(model, image_x, text_x, multi_label=multi_label,
+                                     multi_label_weight=multi_label_weight)
+  new_stats = nnx.state(model, nnx.BatchStat)
+  return loss, (metrics, new_stats)
+
+
+def contrastive_losses(model, image_x: jax.Array, text_x: jax.Array, *, multi_label: int,
+                       multi_label_weight: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Image-text contrastive loss (+ weighted multi-label loss) over the global batch.
+
+  Args:
+    image_x: [B, D] projected images; text_x: [B, 1+K, D] projected caption then K prompts.
+  Returns:
+    ``(loss, metrics)``.
+  """
   image_x = shd.constrain(image_x, (shd.BATCH, None))
   text_x = shd.constrain(text_x, (shd.BATCH, None, None))
   loss_itc = losses.contrastive_loss(image_x, text_x[:, 0], model.scale())
@@ -53,13 +69,16 @@ def loss_fn(params, batch_stats, graphdef, batch: Batch, rng: jax.Array, *, mult
         image_x, text_x[:, 1:1 + multi_label], model.multi_label_scale())
     metrics.update(loss_ml=loss_ml, multi_label_logit_scale=model.multi_label_scale())
     loss = loss + loss_ml
-  new_stats = nnx.state(model, nnx.BatchStat)
-  return loss, (metrics, new_stats)
+  return loss, metrics
 
 
 def train_step(state: state_lib.TrainState, batch: Batch, *, graphdef, tx: optax.GradientTransformation,
-               schedule: Callable, multi_label: int, multi_label_weight: float):
+               schedule: Callable, multi_label: int, multi_label_weight: float,
+               microbatch_size: int = 0):
   """One update. Pure: the step's randomness is ``fold_in(state.rng, state.step)``.
+
+  ``microbatch_size`` > 0 computes the same gradient in chunks of that many samples
+  (``chunked.value_and_grad``: one chunk's activations in memory, one extra forward).
 
   Returns:
     ``(new_state, metrics)``: metrics are float32 scalars (``loss``, ``loss_itc``, ``loss_ml``,
@@ -67,7 +86,10 @@ def train_step(state: state_lib.TrainState, batch: Batch, *, graphdef, tx: optax
   """
   step = state["step"]
   rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if microbatch_size:
+    grad_fn = functools.partial(chunked.value_and_grad, microbatch_size=microbatch_size)
+  else:
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (loss, (metrics, new_stats)), grads = grad_fn(
       state["params"], state["batch_stats"], graphdef, batch, rng, multi_label=multi_label,
       multi_label_weight=multi_label_weight)
@@ -91,16 +113,23 @@ def train_step(state: state_lib.TrainState, batch: Batch, *, graphdef, tx: optax
 
 def make_train_step(*, graphdef, tx, schedule, shardings, batch_shardings: dict[str, Any],
                     mesh, rules, multi_label: int, multi_label_weight: float,
-                    wrap: Callable | None = None) -> Callable:
+                    microbatch_size: int = 0, wrap: Callable | None = None) -> Callable:
   """``jax.jit(train_step)`` with explicit in/out shardings and the state donated.
+
+  ``microbatch_size`` (samples per chunk over all devices, 0 = off) must divide the global batch
+  and be a multiple of the devices on the batch mesh axes; checked when the step is traced.
 
   Logical-axis rules are active while tracing, so ``sharding.constrain`` inside the model pins
   activations to the batch axes. ``wrap`` decorates the pure step before ``jit`` (tests use
   ``chex.assert_max_traces``). The returned callable has ``.lower(state, batch)`` for AOT.
   """
+  batch_devices = chunked.batch_devices(mesh, rules)
+
   def fn(state, batch):
+    chunked.check_microbatch(batch["image"].shape[0], microbatch_size, batch_devices)
     return train_step(state, batch, graphdef=graphdef, tx=tx, schedule=schedule,
-                      multi_label=multi_label, multi_label_weight=multi_label_weight)
+                      multi_label=multi_label, multi_label_weight=multi_label_weight,
+                      microbatch_size=microbatch_size)
 
   if wrap is not None:
     fn = wrap(fn)
