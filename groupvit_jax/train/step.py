@@ -5,7 +5,8 @@ batch (the reference's all-gather + DDP average) and the projectors' BatchNorm s
 global-batch statistics (the reference's SyncBN); GSPMD inserts the collectives.
 
 A step whose loss or gradient is not finite leaves the state unchanged (``finite`` = 0 in the
-metrics); the loop then stops with a message, so no checkpoint ever holds a non-finite state.
+metrics); the loop skips up to ``max_consecutive_nonfinite_steps`` such steps in a row and then
+stops with a message, so no checkpoint ever holds a non-finite state.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def train_step(state: state_lib.TrainState, batch: Batch, *, graphdef, tx: optax
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = {"step": step + 1, "params": new_params, "batch_stats": new_stats,
                "opt_state": new_opt, "rng": state["rng"]}
-  # Keep the last good state when anything is non-finite (the loop stops the run).
+  # Keep the last good state when anything is non-finite (the loop counts the skip or stops).
   keep_old = {k: v for k, v in state.items() if k != "step"}
   keep_old["step"] = step + 1
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, keep_old)
