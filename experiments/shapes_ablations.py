@@ -61,6 +61,13 @@ ROWS = {  # base -> (name, paper table, configs/shapes.py arguments after the ba
         # patch embedding + linear head: labels every patch from its own pixels only
         ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
     ),
+    # Prepared for one GPU (docs/shapes_demo.md): where colour no longer names the kind, does the
+    # released design's grouping beat a same-size ViT and a purely local labeller?
+    "reference_any_colour": (
+        ("GroupViT, the released design (2 stages, blocks, segment residual)", "ref", ""),
+        ("ViT, pixel-wise", "Tab. 4", "vit=True"),  # 9 blocks: the GroupViT's parameter count
+        ("ViT without blocks, pixel-wise", "", "vit=True,vit_depth=0"),
+    ),
 }
 def kmeans_k(base: str) -> int:
   """As many clusters as the base GroupViT has final groups (read from its config)."""

@@ -31,6 +31,9 @@ from groupvit_jax.model_config import GroupViTConfig, TextConfig, VisionConfig
 from groupvit_jax.train import config_lib
 
 HEADS = 4
+# Blocks of the ViT baseline of preset ``reference_any_colour``: as many image-encoder parameters
+# as its GroupViT (tests/test_train_configs.py checks 5%).
+VIT_DEPTH_REFERENCE = 9
 
 # The arguments of the demo's model (``preset=demo``) and their meaning.
 DEFAULTS: dict[str, Any] = dict(
@@ -70,6 +73,17 @@ PRESETS = {
              group_residual=True, vit_depth=4, steps=900),
         "the 2-stage model with 1 + 2 + 1 Transformer blocks and the reference's assignment "
         "(the configuration of experiments/results/shapes_ablations_two_stage_blocks.md)"),
+    # The released design scaled down, for one GPU for a few minutes (docs/shapes_demo.md): does
+    # grouping emerge where a kind can only be named from its geometry?
+    "reference_any_colour": ShapesPreset(
+        "any_colour",
+        dict(stages=2, depths="2/2/1", groups="32/8", patch=4, width=128, assign_std=0.02,
+             group_residual=True, gumbel=True, vit_depth=VIT_DEPTH_REFERENCE, steps=3000,
+             batch=256, lr=1e-3),
+        "the released design (Transformer blocks before, between and after 2 grouping stages, "
+        "32 then 8 segments, the reference's segment residual and assignment init) on the "
+        "any-colour world, sized for a few minutes of one GPU; the ViT baseline has as many "
+        "parameters"),
 }
 DEFAULT_PRESET = "demo"
 

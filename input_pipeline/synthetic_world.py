@@ -314,15 +314,21 @@ COLOURED_KINDS_WORLD = WorldConfig(min_size=0.3, max_size=0.5, min_visible=0.6, 
 # kinds are words too), described more often, and 20% of training scenes without objects.
 NAMED_BACKGROUNDS_WORLD = dataclasses.replace(COLOURED_KINDS_WORLD, describe_background=0.8,
                                               background_nouns=True, empty_scenes=0.2)
-WORLDS = {"coloured_kinds": COLOURED_KINDS_WORLD, "named_backgrounds": NAMED_BACKGROUNDS_WORLD}
-# The world of ``make demo`` (groupvit_jax/shapes_config.py PRESETS["demo"]).
-DEMO_WORLD = NAMED_BACKGROUNDS_WORLD
-
-
 # ``any_colour_world`` is a world with every shape in any colour: there the kind names can only be
 # learnt from geometry.
 def any_colour_world(cfg: WorldConfig = COLOURED_KINDS_WORLD) -> WorldConfig:
   return dataclasses.replace(cfg, kind_colors=None)
+
+
+# The named-backgrounds world with every shape in any colour: a patch's colour no longer names its
+# class, so a purely local labeller cannot name the shapes (the reference preset's world).
+ANY_COLOUR_WORLD = any_colour_world(NAMED_BACKGROUNDS_WORLD)
+WORLDS = {"coloured_kinds": COLOURED_KINDS_WORLD, "named_backgrounds": NAMED_BACKGROUNDS_WORLD,
+          "any_colour": ANY_COLOUR_WORLD}
+# The world of ``make demo`` (groupvit_jax/shapes_config.py PRESETS["demo"]).
+DEMO_WORLD = NAMED_BACKGROUNDS_WORLD
+
+
 
 
 SPLITS = {"train": 0, "val": 1, "test": 2}  # independent random streams per split

@@ -131,6 +131,25 @@ def test_shapes_vit_baseline_is_the_size_of_the_groupvit():
   # make demo's models (the default): a 1-stage block-free GroupViT and its 2-block ViT baseline.
   groupvit, vit = image_params(""), image_params("vit=True")
   assert abs(vit - groupvit) < 0.05 * groupvit, (groupvit, vit)
+  # the GPU preset: the released design and its 9-block ViT baseline.
+  groupvit = image_params("preset=reference_any_colour")
+  vit = image_params("preset=reference_any_colour,vit=True")
+  assert abs(vit - groupvit) < 0.05 * groupvit, (groupvit, vit)
+
+
+def test_reference_preset_keeps_the_released_design():
+  """Preset ``reference_any_colour`` departs from the reference in nothing (blocks before, between
+  and after two grouping stages, the segment residual, Gumbel, q/k init 0.02) and trains on a
+  world where shapes take any colour."""
+  from groupvit_jax import shapes_config  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.model_config import departures  # pylint: disable=g-import-not-at-top
+  from input_pipeline import synthetic_world  # pylint: disable=g-import-not-at-top
+  cfg = _model(config_lib.load_config(str(REPO / "configs" / "shapes.py"),
+                                      "preset=reference_any_colour"))
+  assert departures(cfg) == {}
+  assert cfg.vision.depths == (2, 2, 1) and cfg.vision.num_output_groups == (32, 8)
+  world = synthetic_world.WORLDS[shapes_config.PRESETS["reference_any_colour"].world]
+  assert world.kind_colors is None and world.background_nouns
 
 
 def test_shapes_assignment_knobs_reach_the_model_config():

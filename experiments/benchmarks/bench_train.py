@@ -65,7 +65,10 @@ def build_ours(cfg, data):
   tx, schedule = optim.make_optimizer(oc, global_batch=b, total_steps=1000)
   mesh = state_lib.make_mesh((("data", -1),))
   graphdef, state, shardings = state_lib.create_train_state(cfg, tx, mesh, DEFAULT_RULES, 0)
-  ic = ml_collections.ConfigDict(dict(batch_size=b))
+  b_, s, _, _ = data["image"].shape
+  _, texts, length = data["text"].shape
+  ic = ml_collections.ConfigDict(dict(batch_size=b_, image_size=s, multi_label=texts - 1,
+                                      context_length=length))  # what pipeline.batch_spec reads
   bsh = pipeline.batch_shardings(mesh, DEFAULT_RULES, ic)
   step = step_lib.make_train_step(graphdef=graphdef, tx=tx, schedule=schedule, shardings=shardings,
                                   batch_shardings=bsh, mesh=mesh, rules=DEFAULT_RULES,
