@@ -195,3 +195,18 @@ def test_resume_from_and_model_init(uninterrupted, tmp_path, fast_compile):  # n
   state, data = _init_state_with(tmp_path, **{"ckpt.resume_from": f"{workdir}/checkpoints/4"})
   assert int(state["step"]) == 4 and json.loads(data.get_state())["source"]["step"] == 4
   assert any(np.any(np.asarray(x)) for x in jax.tree.leaves(state["opt_state"][1][0].mu))
+
+
+def test_writer_without_tensorflow_keeps_metrics_jsonl(tmp_path, monkeypatch):
+  """A host without the ``tf`` extra (clu.metric_writers imports TensorFlow) still trains: the
+  metrics go to metrics.jsonl and nothing fails."""
+  import sys  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(sys.modules, "clu.metric_writers", None)  # import -> ImportError
+  writer = metrics_lib.create_writer(str(tmp_path))
+  writer.write_hparams({"lr": 1.0})
+  writer.write_scalars(3, {"loss": np.float32(2.5)})
+  writer.write_images(3, {"overlay": np.zeros((1, 4, 4, 3), np.uint8)})
+  writer.flush()
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert rows == [{"step": 3, "loss": 2.5}]
+  assert not list(tmp_path.glob("events.out.tfevents*"))

@@ -96,8 +96,14 @@ class JsonlWriter:
 def create_writer(workdir: str):
   """Process 0: TensorBoard events in ``workdir`` (local or remote) + ``workdir/metrics.jsonl``
   (local workdirs; object stores cannot append), asynchronous; other processes: a writer that
-  drops everything."""
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top  # imports TensorFlow
+  drops everything. Without TensorFlow (no ``tf`` extra) only ``metrics.jsonl`` is written."""
+  try:
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top  # imports TensorFlow
+  except ImportError as e:  # no `tf` extra (e.g. a GPU image with jax and torch only)
+    local = jax.process_index() == 0 and "://" not in workdir
+    logging.warning("no TensorBoard events (%s): metrics go to %s", e,
+                    "metrics.jsonl only" if local else "nowhere on this process")
+    return JsonlWriter(os.path.join(workdir, "metrics.jsonl") if local else os.devnull)
   if jax.process_index() > 0:
     return metric_writers.MultiWriter([])
   writers = [metric_writers.SummaryWriter(workdir)]
