@@ -197,11 +197,20 @@ def test_resume_from_and_model_init(uninterrupted, tmp_path, fast_compile):  # n
   assert any(np.any(np.asarray(x)) for x in jax.tree.leaves(state["opt_state"][1][0].mu))
 
 
-def test_writer_without_tensorflow_keeps_metrics_jsonl(tmp_path, monkeypatch):
-  """A host without the ``tf`` extra (clu.metric_writers imports TensorFlow) still trains: the
-  metrics go to metrics.jsonl and nothing fails."""
+
+def _without_tensorflow(monkeypatch):
+  """Makes ``from clu import metric_writers`` / ``periodic_actions`` (both import TensorFlow)
+  raise ImportError, as on a host without the ``tf`` extra."""
   import sys  # pylint: disable=g-import-not-at-top
-  monkeypatch.setitem(sys.modules, "clu.metric_writers", None)  # import -> ImportError
+  import clu  # pylint: disable=g-import-not-at-top
+  for name in ("metric_writers", "periodic_actions"):
+    monkeypatch.setitem(sys.modules, f"clu.{name}", None)
+    monkeypatch.delattr(clu, name, raising=False)  # `from clu import x` looks here first
+
+
+def test_writer_without_tensorflow_keeps_metrics_jsonl(tmp_path, monkeypatch):
+  """A host without the ``tf`` extra still trains: the metrics go to metrics.jsonl."""
+  _without_tensorflow(monkeypatch)
   writer = metrics_lib.create_writer(str(tmp_path))
   writer.write_hparams({"lr": 1.0})
   writer.write_scalars(3, {"loss": np.float32(2.5)})
@@ -209,4 +218,16 @@ def test_writer_without_tensorflow_keeps_metrics_jsonl(tmp_path, monkeypatch):
   writer.flush()
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert rows == [{"step": 3, "loss": 2.5}]
+  assert not list(tmp_path.glob("events.out.tfevents*"))
+
+
+def test_training_runs_without_tensorflow(tmp_path, monkeypatch, fast_compile):  # noqa: F811
+  """The loop itself (progress report, flushing) needs no TensorFlow: 2 steps, losses logged."""
+  _without_tensorflow(monkeypatch)
+  config = tiny_config(**{"mesh": MESH, "num_epochs": 1,
+                          "steps_per_epoch": 2, "optim.warmup_steps": 1,
+                          "evals.retrieval.every_steps": 0,
+                          "evals.segmentation.every_steps": 0})
+  loop.train_and_evaluate(config, str(tmp_path))
+  assert sorted(read_metrics(str(tmp_path))) == [1, 2]
   assert not list(tmp_path.glob("events.out.tfevents*"))

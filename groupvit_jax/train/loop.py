@@ -181,9 +181,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   periodic = evals_lib.PeriodicEvals(config.evals, model_config=cfg, input_config=config.input,
                                      total_steps=total)
 
-  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
-  report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                           every_steps=int(config.log_every_steps))
+  report, flushing = metrics_lib.progress_report(total, writer, int(config.log_every_steps))
   guard = checkpointing.PreemptionGuard(multi_process=jax.process_count() > 1)
   last: dict[str, Any] = {}
   pending = None  # (step, device metrics) of the step dispatched last
@@ -229,7 +227,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   preempted = False
   step = start
   try:
-    with metric_writers.ensure_flushes(writer):
+    with flushing:
       for step in range(start + 1, total + 1):
         with report.timed("data", wait_jax_async_dispatch=False):
           batch, _ = next(data_iter)

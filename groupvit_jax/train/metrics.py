@@ -7,6 +7,7 @@ known accelerators, from the table below (dense bf16); on CPU it is unknown and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -110,6 +111,30 @@ def create_writer(workdir: str):
   if "://" not in workdir:
     writers.append(JsonlWriter(os.path.join(workdir, "metrics.jsonl")))
   return metric_writers.AsyncMultiWriter(writers)
+
+
+class _NoProgressReport:
+  """Stands in for CLU's ``ReportProgress`` without TensorFlow: times nothing, reports nothing."""
+
+  def __call__(self, step: int) -> None:
+    del step
+
+  def timed(self, name: str, wait_jax_async_dispatch: bool = True):
+    del name, wait_jax_async_dispatch
+    return contextlib.nullcontext()
+
+
+def progress_report(total_steps: int, writer, every_steps: int):
+  """CLU's ``ReportProgress`` (steps/s, time shares of data, evals and checkpoints) and its
+  ``ensure_flushes(writer)`` context; without TensorFlow (no ``tf`` extra) stand-ins that keep the
+  loop running and ``metrics.jsonl`` written."""
+  try:
+    from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return _NoProgressReport(), contextlib.nullcontext()
+  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                           every_steps=every_steps)
+  return report, metric_writers.ensure_flushes(writer)
 
 
 def log_line(step: int, total_steps: int, scalars: Mapping[str, float]) -> str:
