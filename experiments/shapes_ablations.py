@@ -111,8 +111,9 @@ def run(args) -> dict:
       tag = (arg or "groupvit").replace("=", "-").replace("/", "-").replace(",", "_")
       workdir = os.path.join(args.runs, args.base, f"{tag}_seed{seed}")
       demo.banner(f"{name}, seed {seed}")
-      secs, config = demo.train(",".join(filter(None, [base_arg, arg, f"seed={seed}"])), shards,
-                                workdir, args.steps)
+      secs, config = demo.train(
+          ",".join(filter(None, [base_arg, arg, f"seed={seed}", args.config_arg])), shards,
+          workdir, args.steps)
       model = load_pretrained(workdir)
       evals = {name: model}
       if arg == "vit=True":
@@ -123,6 +124,7 @@ def run(args) -> dict:
         entry["seeds"][str(seed)] = result["mIoU"]
         entry["train_seconds"][str(seed)] = secs
         entry["steps"] = int(config.total_steps)
+        entry["batch"] = int(config.input.batch_size)
         entry["machine"] = args.machine
         print(f"{eval_name} seed {seed}: mIoU {result['mIoU']:.3f} "
               f"(bg threshold {result['bg_threshold']}, trained {secs / 60:.1f} min)", flush=True)
@@ -143,11 +145,12 @@ def table(out: dict, args) -> str:
     lines.append(f"| {name} | {tables[name]} | {per} | {np.mean(vals):.3f} | {mins:.1f} |{when}")
   lines.append(f"| background everywhere | | | {out['chance_miou']:.3f} | |"
                + (" |" if len(machines) > 1 else ""))
-  steps = next(iter(out["rows"].values()))["steps"] if out["rows"] else 0
+  first = next(iter(out["rows"].values()), {})
+  steps, batch = first.get("steps", 0), first.get("batch", 64)  # tables before 'batch': 64
   about = shapes_config.PRESETS[args.base].about
   return "\n".join(lines) + (
       f"\n\nmIoU (fraction, background included) on {args.test_images} held-out test images of "
-      f"world seed {args.world_seed}, {steps} steps x batch 64 per run, base: preset "
+      f"world seed {args.world_seed}, {steps} steps x batch {batch} per run, base: preset "
       f"{args.base!r} of groupvit_jax/shapes_config.py ({about})"
       f"; K-means reuses the ViT checkpoints. Machine: {machines[0] if len(machines) == 1 else ''}"
       + "".join(f"\n({i + 1}) {m}" for i, m in enumerate(machines) if len(machines) > 1) + ".\n")
@@ -166,6 +169,9 @@ def main(argv=None) -> int:
   p.add_argument("--runs", default=os.path.join(REPO, "runs", "shapes_ablations"))
   p.add_argument("--out", default=os.path.join(REPO, "experiments", "results"))
   p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
+  p.add_argument("--config-arg", default="",
+                 help="shapes_config arguments appended to every run's, e.g. 'batch=16' for a "
+                 "small rehearsal of a GPU-sized base")
   p.add_argument("--merge", action="store_true",
                  help="keep the rows not run from the existing shapes_ablations_{base}.json")
   args = p.parse_args(argv)

@@ -55,4 +55,5 @@ def test_every_base_is_a_preset():
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   bases = re.search(r"--base \{([^}]*)\}", proc.stdout).group(1).split(",")
-  assert set(bases) == {"demo", "two_stage_blocks"} and set(bases) <= set(shapes_config.PRESETS)
+  assert set(bases) == {"demo", "two_stage_blocks", "reference_any_colour"}
+  assert set(bases) <= set(shapes_config.PRESETS)
