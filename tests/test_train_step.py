@@ -153,11 +153,13 @@ def test_bf16_compute_with_fp32_params_and_remat(setup):
       state0["params"], state0["batch_stats"], host(b0), rng)
   new_state, metrics = lowered.compile()(state, b0)
   assert float(metrics["finite"]) == 1.0
-  # Same parameters, batch and Gumbel noise: measured |bf16 - fp32| / fp32 = 0.027 on this loss
-  # (14.24 vs 13.86; bf16 rounds at 2^-8 and near-tied hard assignments flip). 0.08 is 3x that;
-  # a dropped or doubled loss term, an unscaled logit or params stored in bf16 move it further.
+  # Same parameters, batch and Gumbel noise: |bf16 - fp32| / fp32 measured 0.027 (14.24 vs
+  # 13.86) on one machine and 0.092 (15.16 vs 13.88) on another: bf16 rounds at 2^-8 and
+  # near-tied hard assignments flip, which moves the loss by whole assignment changes. 0.25 stays
+  # clear of both; a dropped or doubled loss term (each is about half the loss) or an unscaled
+  # logit move it further, and params stored in bf16 fail the dtype check below.
   rel = abs(float(metrics["loss"]) - float(fp32_loss)) / float(fp32_loss)
-  assert 0 < rel < 0.08, (float(metrics["loss"]), float(fp32_loss))
+  assert 0 < rel < 0.25, (float(metrics["loss"]), float(fp32_loss))
   assert {x.dtype for x in jax.tree.leaves(new_state["params"])} == {jnp.dtype("float32")}
 
 
