@@ -11,6 +11,7 @@ os.environ.setdefault("GROUPVIT_JAX_CACHE_DIR", "")
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
+from train_testlib import optimizations_off  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("GROUPVIT_SHARED_DIR", REPO.parent / "shared"))
@@ -56,8 +57,5 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> pathlib.Path:
 def fast_compiles():
   """XLA with most optimizations off, for tests where only compile time matters (results are
   compared with programs compiled the same way)."""
-  import jax
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+  with optimizations_off():
+    yield

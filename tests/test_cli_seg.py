@@ -4,22 +4,20 @@ the shared VOC sample, odd image files and user errors."""
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from groupvit_jax.cli.main import main
 from groupvit_jax.segmentation.datasets import classes
+from train_testlib import optimizations_off
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fast_compiles():
   # Semantics are covered by the parity test; here only compile time matters.
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+  with optimizations_off():
+    yield
 
 
 def _run(capsys, *argv):

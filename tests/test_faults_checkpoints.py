@@ -13,10 +13,9 @@ import sys
 
 import pytest
 
-from groupvit_jax import optim
-from groupvit_jax.train import checkpointing, loop, state as state_lib
-from input_pipeline import pipeline
-from train_testlib import REPO, fast_compile, subprocess_env, tiny_config  # noqa: F401
+from groupvit_jax.train import checkpointing, loop
+from train_testlib import (REPO, abstract_training_setup, fast_compile,  # noqa: F401
+                           subprocess_env, tiny_config)
 
 MESH = (("data", 2), ("fsdp", 4))
 OVERRIDES = {"mesh": MESH, "ckpt.keep": 3}  # checkpoints 2, 4 and 6
@@ -93,14 +92,8 @@ def test_corrupt_latest_steps_are_set_aside_and_the_resumed_losses_match(trained
 
 
 def _target_and_data(config):
-  cfg = state_lib.model_config(config)
-  tx, _ = optim.make_optimizer(config.optim, global_batch=16, total_steps=6)
-  mesh = state_lib.make_mesh(MESH)
-  rules = state_lib.rules_from_config(config.sharding_rules)
-  _, abstract = state_lib.abstract_state(cfg, tx)
-  shardings = state_lib.state_shardings(abstract, tx, mesh, rules)
-  data = pipeline.make_train_iter(config.input, mesh=mesh, rules=rules, seed=0)
-  return state_lib.with_shardings(abstract, shardings), data
+  s = abstract_training_setup(config, MESH)
+  return s["target"], s["data"]
 
 
 @pytest.mark.parametrize("corrupt,reason", [(delete_arrays, "unreadable"),

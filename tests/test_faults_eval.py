@@ -6,20 +6,18 @@ another architecture fails with the mismatched keys before any image is read."""
 import json
 import shutil
 
-import jax
 import pytest
 
 from groupvit_jax.cli.main import main
 from groupvit_jax.convert import native
 from groupvit_jax.segmentation.datasets import base
+from train_testlib import optimizations_off
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fast_compiles():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+  with optimizations_off():
+    yield
 
 
 @pytest.fixture(scope="module")

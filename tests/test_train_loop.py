@@ -14,7 +14,8 @@ import pytest
 from groupvit_jax import load_pretrained
 from groupvit_jax.train import loop, metrics as metrics_lib, state as state_lib
 from input_pipeline import synthetic
-from train_testlib import fast_compile, tiny_config, write_shards  # noqa: F401  (fixture)
+from train_testlib import (abstract_training_setup, fast_compile,  # noqa: F401  (fixture)
+                           tiny_config, write_shards)
 
 MESH = (("data", 2), ("fsdp", 4))
 
@@ -166,22 +167,14 @@ def test_load_pretrained_reads_the_workdir(uninterrupted):
 
 
 def _init_state_with(tmp_path, **overrides):
-  from groupvit_jax import optim
   from groupvit_jax.train import checkpointing
-  from input_pipeline import pipeline
   config = tiny_config(mesh=MESH, **overrides)
-  cfg = state_lib.model_config(config)
-  tx, _ = optim.make_optimizer(config.optim, global_batch=16, total_steps=6)
-  mesh = state_lib.make_mesh(MESH)
-  rules = state_lib.rules_from_config(config.sharding_rules)
-  _, abstract = state_lib.abstract_state(cfg, tx)
-  shardings = state_lib.state_shardings(abstract, tx, mesh, rules)
-  data = pipeline.make_train_iter(config.input, mesh=mesh, rules=rules, seed=0)
+  s = abstract_training_setup(config, MESH)
   mngr = checkpointing.make_manager(str(tmp_path / "fresh" / "checkpoints"), config.ckpt)
-  state = loop._init_state(config, cfg, tx, mesh, rules, mngr, abstract, shardings,  # pylint: disable=protected-access
-                           data)
+  state = loop._init_state(config, s["cfg"], s["tx"], s["mesh"], s["rules"], mngr,  # pylint: disable=protected-access
+                           s["abstract"], s["shardings"], s["data"])
   mngr.close()
-  return state, data
+  return state, s["data"]
 
 
 def test_resume_from_and_model_init(uninterrupted, tmp_path, fast_compile):  # noqa: F811

@@ -3,6 +3,7 @@ fixture that makes XLA compile fast (fewer optimisations, a per-session compilat
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pathlib
@@ -71,6 +72,37 @@ def tiny_config(**overrides):
       node = node[p]
     node[leaf] = value
   return config
+
+
+@contextlib.contextmanager
+def optimizations_off():
+  """XLA with most optimizations off (faster compiles), restored afterwards: for tests where only
+  compile time matters and results are compared with programs compiled the same way."""
+  import jax  # pylint: disable=g-import-not-at-top
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
+def abstract_training_setup(config, mesh_axes, total_steps: int = 6) -> dict:
+  """What the loop builds before restoring: model config, optimizer, mesh, rules, the abstract
+  state with its shardings and the data iterator (``config.input``, seed 0)."""
+  from groupvit_jax import optim  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  cfg = state_lib.model_config(config)
+  tx, _ = optim.make_optimizer(config.optim, global_batch=int(config.input.batch_size),
+                               total_steps=total_steps)
+  mesh = state_lib.make_mesh(mesh_axes)
+  rules = state_lib.rules_from_config(config.sharding_rules)
+  _, abstract = state_lib.abstract_state(cfg, tx)
+  shardings = state_lib.state_shardings(abstract, tx, mesh, rules)
+  data = pipeline.make_train_iter(config.input, mesh=mesh, rules=rules, seed=0)
+  return dict(cfg=cfg, tx=tx, mesh=mesh, rules=rules, abstract=abstract, shardings=shardings,
+              data=data, target=state_lib.with_shardings(abstract, shardings))
 
 
 @pytest.fixture(scope="module")
