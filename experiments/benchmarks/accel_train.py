@@ -15,9 +15,8 @@ the other (each side repeated, min and median), not alternated.
 from __future__ import annotations
 
 import gc
-import time
 
-from bench_common import summarize
+from bench_common import time_per_call
 
 # memory the step may plan for, as a share of the device's limit (the rest: fragmentation, the
 # runtime, other live buffers)
@@ -96,12 +95,7 @@ def _ours(settings, remat: bool) -> dict:
       batch = max(settings.train_batch_multiple,
                   int(batch * 0.75) // settings.train_batch_multiple * settings.train_batch_multiple)
       gc.collect()
-  samples = []
-  for _ in range(settings.train_steps):
-    t = time.perf_counter()
-    run()
-    samples.append(time.perf_counter() - t)
-  times = summarize(samples)
+  times = time_per_call(run, warmup=0, iters=settings.train_steps)  # run() waits for its step
   stats = jax.devices()[0].memory_stats() or {}
   flops = info["compiled_flops"] or info["flops"]
   out = {"remat": remat, "batch": batch, "oom_tries": tries, "timing": times,
@@ -135,12 +129,7 @@ def _transformers(settings, batch: int) -> dict:
       if batch <= settings.train_batch_multiple:
         return {"batch": batch, "error": "out of memory"}
       batch //= 2
-  samples = []
-  for _ in range(settings.train_steps):
-    t = time.perf_counter()
-    run()
-    samples.append(time.perf_counter() - t)
-  times = summarize(samples)
+  times = time_per_call(run, warmup=0, iters=settings.train_steps)  # run() waits for its step
   peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
   del run
   gc.collect()
