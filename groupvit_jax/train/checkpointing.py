@@ -18,6 +18,8 @@ SIGTERM itself) makes every process stop at the same step.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -30,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as cm
+from orbax.checkpoint._src import asyncio_utils as orbax_asyncio
 
 from groupvit_jax.convert.workdir import CHECKPOINTS as CHECKPOINT_DIR  # the workdir layout's home
 ITEMS = ("state", "data")
@@ -139,13 +142,46 @@ def check_writable(directory: str, need_bytes: int) -> None:
         f"kept). Free space or choose another --workdir")
 
 
+def _run_then_drain(coro):
+  """Orbax's ``_run_sync_via_new_loop``, but the loop is closed only after every task on it
+  ended. When one array of a corrupt checkpoint fails to read, Orbax (0.12) closes its loop with
+  the sibling reads still in flight; each then finishes into the closed loop and TensorStore
+  prints an "Event loop is closed" traceback (hundreds for one bad step)."""
+  loop = asyncio.new_event_loop()
+  try:
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(coro)
+  finally:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if pending:
+      loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@contextlib.contextmanager
+def _reads_drained_on_failure():
+  """Within it, Orbax's synchronous calls drain their loop (see ``_run_then_drain``). A no-op
+  if Orbax no longer has the private function (a newer release may have fixed it)."""
+  original = getattr(orbax_asyncio, "_run_sync_via_new_loop", None)
+  if original is None:
+    yield
+    return
+  orbax_asyncio._run_sync_via_new_loop = _run_then_drain  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    orbax_asyncio._run_sync_via_new_loop = original  # pylint: disable=protected-access
+
+
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter=None):
   """The train state at ``step``, restored into ``abstract_state``'s shardings; the data
   iterator's position is set in place (when ``data_iter`` is given)."""
   args = dict(state=ocp.args.StandardRestore(abstract_state))
   if data_iter is not None:
     args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
-  return mngr.restore(step, args=ocp.args.Composite(**args))["state"]
+  with _reads_drained_on_failure():
+    return mngr.restore(step, args=ocp.args.Composite(**args))["state"]
 
 
 def step_dirs(directory: str) -> list[int]:
@@ -175,7 +211,8 @@ def architecture_mismatch(step_dir, abstract_state) -> str | None:
   """A description when the saved arrays' shapes differ from ``abstract_state``'s, else None.
 
   Raises whatever reading the metadata raises (a corrupt step)."""
-  saved = ocp.StandardCheckpointHandler().metadata(step_dir / "state")
+  with _reads_drained_on_failure():
+    saved = ocp.StandardCheckpointHandler().metadata(step_dir / "state")
   got, want = _shapes(saved), _shapes(abstract_state)
   if got == want:
     return None
