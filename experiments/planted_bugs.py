@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -185,6 +187,26 @@ def _pytest(copy: Path, tests: tuple[str, ...], timeout: int) -> tuple[int, floa
   return proc.returncode, time.time() - start, tail[-1] if tail else ""
 
 
+def _run_one(copy: Path, bug: Bug, args) -> tuple[str, float]:
+  """Plants ``bug`` in ``copy``, runs its tests, takes it out again: (status, seconds)."""
+  if args.clean:
+    rc, secs, tail = _pytest(copy, bug.tests, args.timeout)
+    if rc != 0:
+      print(f"[{bug.name}] selection fails WITHOUT the bug (rc {rc}): {tail}", flush=True)
+      return "unclean", secs
+  original = _apply(copy, bug)
+  if original is None:
+    return "pattern not found", 0.0
+  try:
+    rc, secs, tail = _pytest(copy, bug.tests, args.timeout)
+  finally:
+    (copy / bug.file).write_text(original, encoding="utf-8")
+  # 1: tests failed (caught); 0: all passed (missed); anything else is an error of the run.
+  status = {0: "MISSED", 1: "caught"}.get(rc, f"error (rc {rc})")
+  print(f"[{bug.name}] {status} in {secs:.0f} s by {' '.join(bug.tests)}: {tail}", flush=True)
+  return status, secs
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--only", nargs="+", metavar="NAME", help="run these bugs only")
@@ -194,6 +216,8 @@ def main(argv=None) -> int:
   parser.add_argument("--clean", action="store_true",
                       help="first run each selection on the unplanted copy (it must pass)")
   parser.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
+  parser.add_argument("--jobs", type=int, default=2,
+                      help="bugs tried at once, each in its own copy of the tree (2 suits 2 cores)")
   args = parser.parse_args(argv)
 
   bugs = list(BUGS)
@@ -218,32 +242,35 @@ def main(argv=None) -> int:
       print(f"{b.name:32s} {b.file:40s} {' '.join(b.tests)}{mark}")
     return 1 if stale else 0
 
-  results = []
+  jobs = max(1, min(args.jobs, len(bugs)))
+  results = {}
   with tempfile.TemporaryDirectory(prefix="planted_bugs_") as tmp:
-    copy = Path(tmp) / REPO.name
-    _copy_repo(copy)
-    _check_imports_from(copy)
+    copies = []
+    for j in range(jobs):  # one copy per job: a bug planted in one never leaks into another
+      copy = Path(tmp) / str(j) / REPO.name
+      _copy_repo(copy)
+      _check_imports_from(copy)
+      copies.append(copy)
+    todo = queue.SimpleQueue()
+    for i, bug in enumerate(bugs):
+      todo.put((i, bug))
+
+    def work(copy: Path) -> None:
+      while True:
+        try:
+          i, bug = todo.get_nowait()
+        except queue.Empty:
+          return
+        results[i] = (bug, *_run_one(copy, bug, args))
+
     t0 = time.time()
-    for bug in bugs:
-      if args.clean:
-        rc, secs, tail = _pytest(copy, bug.tests, args.timeout)
-        if rc != 0:
-          print(f"[{bug.name}] selection fails WITHOUT the bug (rc {rc}): {tail}", flush=True)
-          results.append((bug, "unclean", secs))
-          continue
-      original = _apply(copy, bug)
-      if original is None:
-        results.append((bug, "pattern not found", 0.0))
-        continue
-      try:
-        rc, secs, tail = _pytest(copy, bug.tests, args.timeout)
-      finally:
-        (copy / bug.file).write_text(original, encoding="utf-8")
-      # 1: tests failed (caught); 0: all passed (missed); anything else is an error of the run.
-      status = {0: "MISSED", 1: "caught"}.get(rc, f"error (rc {rc})")
-      print(f"[{bug.name}] {status} in {secs:.0f} s by {' '.join(bug.tests)}: {tail}", flush=True)
-      results.append((bug, status, secs))
+    threads = [threading.Thread(target=work, args=(c,)) for c in copies]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join()
     total = time.time() - t0
+  results = [results[i] for i in sorted(results)]
 
   bad = [(b, s) for b, s, _ in results if s != "caught"]
   print(f"\n{len(results) - len(bad)}/{len(results)} planted bugs caught in {total / 60:.1f} min")
