@@ -1,11 +1,12 @@
-"""What repeat runs keep on disk: XLA's compiled programs and the class embeddings of each
-vocabulary, under one per-user folder.
+"""What repeat runs keep on disk: XLA's compiled programs, the class embeddings of each
+vocabulary and the model's structure for each configuration, under one per-user folder.
 
 Folder: ``$GROUPVIT_JAX_CACHE_DIR`` when set (an empty value turns both caches off), else
 ``$XDG_CACHE_HOME/groupvit_jax`` (``~/.cache/groupvit_jax``). The command line and the notebook
 call ``enable_caches()``; library code never turns them on by itself.
 
-The compilation cache is trusted code (JAX runs what it finds there): keep the folder private.
+The compilation cache is trusted code (JAX runs what it finds there), and so is the structure
+cache (pickled Flax graph definitions): keep the folder private (it is made with mode 0700).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,6 +61,57 @@ def embedding_cache_dir() -> str | None:
   return None if _state["root"] is None else os.path.join(_state["root"], "class_embeddings")
 
 
+def structure_cache_dir() -> str | None:
+  """Where model structures are kept, or None when ``enable_caches`` was not called."""
+  return None if _state["root"] is None else os.path.join(_state["root"], "model_structure")
+
+
+def model_source_digest(package: str | None = None) -> str:
+  """SHA-256 of the model code (``groupvit_jax/models/*.py``, the config module) of ``package``
+  (default: this package's folder): an edit to any of them makes every kept structure stale."""
+  if package is None:
+    import groupvit_jax  # pylint: disable=g-import-not-at-top
+    package = os.path.dirname(os.path.abspath(groupvit_jax.__file__))
+  models = os.path.join(package, "models")
+  files = [os.path.join(models, f) for f in sorted(os.listdir(models)) if f.endswith(".py")]
+  h = hashlib.sha256()
+  for path in files + [os.path.join(package, "model_config.py")]:
+    with open(path, "rb") as f:
+      h.update(os.path.basename(path).encode() + f.read())
+  return h.hexdigest()
+
+
+def structure_key(config) -> str:
+  """Cache key of the model structure: the full config, the model code, flax's and jax's versions."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  spec = {"config": repr(config), "code": model_source_digest(), "flax": flax.__version__,
+          "jax": jax.__version__}
+  return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_structure(key: str, cache_dir: str):
+  """``(graphdef, abstract_state)`` kept under ``key``, or None (absent, torn or unreadable)."""
+  try:
+    with open(os.path.join(cache_dir, key + ".pkl"), "rb") as f:
+      return pickle.load(f)
+  except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
+    return None  # absent, a torn write, or written by code that no longer unpickles
+
+
+def save_structure(key: str, cache_dir: str, graphdef, abstract_state) -> None:
+  _write_atomically(os.path.join(cache_dir, key + ".pkl"),
+                    lambda f: pickle.dump((graphdef, abstract_state), f))
+
+
+def _write_atomically(path: str, write) -> None:
+  os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "wb") as f:
+    write(f)
+  os.replace(tmp, path)  # atomic: readers never see half a file
+
+
 def text_tower_digest(model) -> str:
   """SHA-256 of everything class embeddings depend on: the text encoder's and text projector's
   variables (names, dtypes, shapes, bytes) and the text config. [Reads about 90 MB for the
@@ -89,9 +142,5 @@ def load_embeddings(key: str, cache_dir: str) -> np.ndarray | None:
 
 
 def save_embeddings(key: str, cache_dir: str, embeddings: np.ndarray) -> None:
-  os.makedirs(cache_dir, exist_ok=True)
-  path = os.path.join(cache_dir, key + ".npy")
-  tmp = f"{path}.{os.getpid()}.tmp"
-  with open(tmp, "wb") as f:
-    np.save(f, embeddings, allow_pickle=False)
-  os.replace(tmp, path)  # atomic: readers never see half a file
+  _write_atomically(os.path.join(cache_dir, key + ".npy"),
+                    lambda f: np.save(f, embeddings, allow_pickle=False))

@@ -1,6 +1,7 @@
 """On-disk caches: the folder chosen from the environment, XLA's persistent compilation cache
 written by a fresh process, and class embeddings kept per text weights, names and templates."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -80,3 +81,49 @@ def test_class_embeddings_are_cached_by_weights_names_and_templates(tiny_model, 
   finally:
     leaf.set_value(old)
   assert runtime_cache.embedding_key(tiny_model, names, ce.get_templates("simple")) == key
+
+
+def test_model_structure_is_kept_per_config_and_model_code(tiny_checkpoint, tiny_config,
+                                                           tmp_path, monkeypatch):
+  from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
+  from groupvit_jax.convert import flat_state  # pylint: disable=g-import-not-at-top
+  uncached = load_pretrained(str(tiny_checkpoint))
+  monkeypatch.setitem(runtime_cache._state, "root", str(tmp_path))  # pylint: disable=protected-access
+  first = load_pretrained(str(tiny_checkpoint))  # traces the constructor and keeps the structure
+  kept = list((tmp_path / "model_structure").iterdir())
+  assert [p.name for p in kept] == [runtime_cache.structure_key(tiny_config) + ".pkl"]
+
+  def no_trace(*a, **k):
+    raise AssertionError("structure traced again although kept")
+
+  monkeypatch.setattr(flat_state.nnx, "eval_shape", no_trace)
+  second = load_pretrained(str(tiny_checkpoint))
+  assert nnx.graphdef(second) == nnx.graphdef(uncached)
+  want = flat_state.to_flat(uncached)
+  for model in (first, second):
+    got = flat_state.to_flat(model)
+    assert got.keys() == want.keys()
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+  ids = np.array([[49406, 320, 2368, 49407] + [0] * (tiny_config.text.context_length - 4)])
+  np.testing.assert_array_equal(np.asarray(second.encode_text(ids)),
+                                np.asarray(uncached.encode_text(ids)))
+
+  # A torn file is ignored (the structure is traced again); another config is another entry.
+  kept[0].write_bytes(kept[0].read_bytes()[:100])
+  with pytest.raises(AssertionError, match="traced again"):
+    load_pretrained(str(tiny_checkpoint))
+  other = dataclasses.replace(tiny_config, proj_dim=tiny_config.proj_dim * 2)
+  assert runtime_cache.structure_key(other) != runtime_cache.structure_key(tiny_config)
+
+
+def test_model_structure_key_follows_the_model_code(tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  import groupvit_jax  # pylint: disable=g-import-not-at-top
+  package = tmp_path / "groupvit_jax"
+  shutil.copytree(os.path.dirname(groupvit_jax.__file__), package,
+                  ignore=shutil.ignore_patterns("__pycache__", "assets"))
+  assert runtime_cache.model_source_digest(str(package)) == runtime_cache.model_source_digest()
+  layers = package / "models" / "layers.py"
+  layers.write_text(layers.read_text().replace("def ", "def  ", 1))
+  assert runtime_cache.model_source_digest(str(package)) != runtime_cache.model_source_digest()
