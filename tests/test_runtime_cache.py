@@ -127,3 +127,53 @@ def test_model_structure_key_follows_the_model_code(tmp_path):
   layers = package / "models" / "layers.py"
   layers.write_text(layers.read_text().replace("def ", "def  ", 1))
   assert runtime_cache.model_source_digest(str(package)) != runtime_cache.model_source_digest()
+
+
+SEGMENT_SCRIPT = """
+import json, sys
+import numpy as np
+from groupvit_jax import load_pretrained, runtime_cache
+from groupvit_jax.segmentation.segmenter import Segmenter, trace_counts
+runtime_cache.MIN_COMPILE_SECS = 0
+runtime_cache.enable_caches(sys.argv[2] or None)
+seg = Segmenter(load_pretrained(sys.argv[1]), ["cat", "dog", "sky"], bg_threshold=0.3)
+image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), np.uint8)
+labels = seg.segment(image)
+_, maps = seg.group_maps(image)
+print(json.dumps({"labels": labels.tolist(), "groups": [m.tolist() for m in maps],
+                  "traces": sum(trace_counts().values())}))
+"""
+
+
+def _segment_in_new_process(checkpoint, cache_dir: str) -> dict:
+  import json  # pylint: disable=g-import-not-at-top
+  out = subprocess.run([sys.executable, "-c", SEGMENT_SCRIPT, str(checkpoint), cache_dir],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, XLA_FLAGS=""))
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_segmentation_executables_are_kept_and_give_the_same_labels(tiny_checkpoint, tmp_path):
+  """A second process loads the kept executables (no trace at all) and labels as a process
+  without caches does; one whose compile came from XLA's own cache is kept whole too (XLA:CPU
+  drops the kernels of such a copy unless the kept one is compiled afresh)."""
+  plain = _segment_in_new_process(tiny_checkpoint, "")
+  cache = tmp_path / "cache"
+  first = _segment_in_new_process(tiny_checkpoint, str(cache))
+  kept = sorted(p.name for p in (cache / "executables").iterdir())
+  assert len(kept) == 2  # the bucket's labels and the group maps
+  assert first["traces"] == 1
+  second = _segment_in_new_process(tiny_checkpoint, str(cache))
+  assert second["traces"] == 0  # loaded, not traced
+  for run in (first, second):
+    assert run["labels"] == plain["labels"] and run["groups"] == plain["groups"]
+  # Our entries gone, XLA's kept: the next process compiles (XLA would serve its cached copy) and
+  # keeps what it compiled; a third process runs that.
+  for p in (cache / "executables").iterdir():
+    p.unlink()
+  again = _segment_in_new_process(tiny_checkpoint, str(cache))
+  assert again["traces"] == 1 and len(list((cache / "executables").iterdir())) == 2
+  last = _segment_in_new_process(tiny_checkpoint, str(cache))
+  assert last["traces"] == 0 and last["labels"] == plain["labels"]
+  assert last["groups"] == plain["groups"]

@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from groupvit_jax import runtime_cache
 from groupvit_jax.segmentation import dense, stitch, windows
 from groupvit_jax.class_embeddings import check_class_names, class_embeddings
 from groupvit_jax.segmentation.protocols import Protocol
@@ -108,8 +109,9 @@ def _compiled_bucket(graphdef, bucket: Bucket, with_bg: bool, chunk: int,
   (data parallel: each device runs the same function on its images, weights replicated)."""
   fn = functools.partial(_segment_bucket, graphdef=graphdef, bucket=bucket, with_bg=with_bg,
                          chunk=chunk)
-  if mesh is None:
-    return jax.jit(fn)
+  if mesh is None:  # one device: the executable is kept on disk when the runtime caches are on
+    static = repr((runtime_cache.graphdef_digest(graphdef), bucket, with_bg, chunk))
+    return runtime_cache.cached_jit(jax.jit(fn), "segment_bucket", static)
   data, rep = P(mesh.axis_names[0]), P()
   specs = (rep,) + (data,) * 6 + (rep, rep)  # state, 6 per-image arrays, text, threshold
   fn = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=data, check_vma=False)
@@ -123,7 +125,8 @@ def _compiled_groups(graphdef):
   def fn(state, canvas):
     return dense.stage_group_maps(nnx.merge(graphdef, state), _normalize(canvas))
 
-  return jax.jit(fn)
+  return runtime_cache.cached_jit(jax.jit(fn), "group_maps",
+                                  runtime_cache.graphdef_digest(graphdef))
 
 
 def trace_counts() -> dict[Bucket, int]:
