@@ -72,26 +72,12 @@ def structure_cache_dir() -> str | None:
   return None if _state["root"] is None else os.path.join(_state["root"], "model_structure")
 
 
-def model_source_digest(package: str | None = None) -> str:
-  """SHA-256 of the model code (``groupvit_jax/models/*.py``, the config module) of ``package``
-  (default: this package's folder): an edit to any of them makes every kept structure stale."""
-  if package is None:
-    import groupvit_jax  # pylint: disable=g-import-not-at-top
-    package = os.path.dirname(os.path.abspath(groupvit_jax.__file__))
-  models = os.path.join(package, "models")
-  files = [os.path.join(models, f) for f in sorted(os.listdir(models)) if f.endswith(".py")]
-  h = hashlib.sha256()
-  for path in files + [os.path.join(package, "model_config.py")]:
-    with open(path, "rb") as f:
-      h.update(os.path.basename(path).encode() + f.read())
-  return h.hexdigest()
-
-
 def structure_key(config) -> str:
-  """Cache key of the model structure: the full config, the model code, flax's and jax's versions."""
+  """Cache key of the model structure: the full config, the package code, flax's and jax's
+  versions."""
   import flax  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  spec = {"config": repr(config), "code": model_source_digest(), "flax": flax.__version__,
+  spec = {"config": repr(config), "code": package_source_digest(), "flax": flax.__version__,
           "jax": jax.__version__}
   return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -123,11 +109,13 @@ def executable_cache_dir() -> str | None:
   return None if _state["root"] is None else os.path.join(_state["root"], "executables")
 
 
-@functools.lru_cache(maxsize=1)
-def package_source_digest() -> str:
-  """SHA-256 of every ``.py`` file of the package: any code edit makes kept executables stale."""
-  import groupvit_jax  # pylint: disable=g-import-not-at-top
-  package = os.path.dirname(os.path.abspath(groupvit_jax.__file__))
+@functools.lru_cache(maxsize=4)
+def package_source_digest(package: str | None = None) -> str:
+  """SHA-256 of every ``.py`` file of ``package`` (default: this package's folder): any code
+  edit makes every kept structure and executable stale."""
+  if package is None:
+    import groupvit_jax  # pylint: disable=g-import-not-at-top
+    package = os.path.dirname(os.path.abspath(groupvit_jax.__file__))
   h = hashlib.sha256()
   for folder, dirs, files in sorted(os.walk(package)):
     dirs.sort()

@@ -117,16 +117,19 @@ def test_model_structure_is_kept_per_config_and_model_code(tiny_checkpoint, tiny
   assert runtime_cache.structure_key(other) != runtime_cache.structure_key(tiny_config)
 
 
-def test_model_structure_key_follows_the_model_code(tmp_path):
+def test_cache_keys_follow_the_package_code(tmp_path):
   import shutil  # pylint: disable=g-import-not-at-top
   import groupvit_jax  # pylint: disable=g-import-not-at-top
   package = tmp_path / "groupvit_jax"
   shutil.copytree(os.path.dirname(groupvit_jax.__file__), package,
                   ignore=shutil.ignore_patterns("__pycache__", "assets"))
-  assert runtime_cache.model_source_digest(str(package)) == runtime_cache.model_source_digest()
-  layers = package / "models" / "layers.py"
-  layers.write_text(layers.read_text().replace("def ", "def  ", 1))
-  assert runtime_cache.model_source_digest(str(package)) != runtime_cache.model_source_digest()
+  assert runtime_cache.package_source_digest(str(package)) == runtime_cache.package_source_digest()
+  for edited in ("models/layers.py", "segmentation/stitch.py"):
+    copy = tmp_path / edited.replace("/", "_")
+    shutil.copytree(package, copy)
+    source = copy / edited
+    source.write_text(source.read_text().replace("def ", "def  ", 1))
+    assert runtime_cache.package_source_digest(str(copy)) != runtime_cache.package_source_digest()
 
 
 SEGMENT_SCRIPT = """
