@@ -8,6 +8,8 @@ import pytest
 
 from groupvit_jax import demo
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def logged_losses(workdir):
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -62,3 +64,19 @@ def test_presets_select_their_world_and_model():
   assert vit.depths == (2,) and vit.patch_size == 4  # the baseline: same patches, 2 blocks
   with pytest.raises(ValueError, match="two_stage_blocks"):
     demo.preset("round4")
+
+
+def test_the_printed_expectation_is_the_readme_table():
+  """The range `make demo` prints is the lowest, highest and mean GroupViT mIoU of the README's
+  table of measured runs (a new row there needs the constant updated, and the other way)."""
+  import re  # pylint: disable=g-import-not-at-top
+  readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  section = readme[readme.index("## The demo"):]
+  head = "| run (2-core VM) | seed | GroupViT mIoU |"
+  rows = section[section.index(head):].split("\n\n")[0].splitlines()[2:]
+  mious = [float(r.split("|")[3]) for r in rows]
+  low, high, mean, runs = demo.EXPECTED_MIOU
+  assert len(mious) >= 4 and runs.startswith(f"{len(mious)} runs")
+  assert (low, high) == (round(min(mious), 3), round(max(mious), 3))
+  assert abs(mean - sum(mious) / len(mious)) < 5e-4
+  assert re.search(rf"Mean {mean:.3f}, worst {low:.3f}, best {high:.3f} over these runs", section)

@@ -27,13 +27,13 @@ DEMO_GROUPVIT = GroupViTConfig(
 DEMO_VIT = DEMO_GROUPVIT.replace(vision=VisionConfig(depths=(2,), num_heads=(4,),
                                                      num_group_tokens=(0,), num_output_groups=(),
                                                      **_COMMON))
-DEMO_RECIPE = {"seed": 0, "total_steps": 350, "steps_per_epoch": 350, "num_epochs": 1,
+DEMO_RECIPE = {"seed": 0, "total_steps": 700, "steps_per_epoch": 700, "num_epochs": 1,
                "log_every_steps": 50, "input.backend": "webdataset", "input.batch_size": 64,
                "input.shuffle_buffer": 2000, "input.num_workers": 0,
                "input.augment.crop_scale": (0.7, 1.0), "input.augment.hflip": 0.0,
                "input.augment.randaugment": "", "input.augment.random_erasing": 0.0,
                "optim.base_lr": 5e-4, "optim.warmup_lr": 1e-5, "optim.min_lr": 1e-5,
-               "optim.reference_batch": 64, "optim.warmup_steps": 35, "optim.weight_decay": 0.05,
+               "optim.reference_batch": 64, "optim.warmup_steps": 70, "optim.weight_decay": 0.05,
                "ckpt.every_steps": 500, "ckpt.keep": 1, "evals.retrieval.every_steps": 0}
 
 
@@ -120,7 +120,7 @@ def test_demo_resolves_its_config_from_a_non_editable_install(tmp_path):
   out = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
-  assert out.stdout.split() == ["350", "4", "True"]
+  assert out.stdout.split() == ["700", "4", "True"]
   helped = subprocess.run([sys.executable, "-m", "groupvit_jax.demo", "--help"], cwd=elsewhere,
                           env=env, capture_output=True, text=True, timeout=300)
   assert helped.returncode == 0 and "two_stage_blocks" in helped.stdout, helped.stderr[-2000:]
