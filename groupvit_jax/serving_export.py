@@ -3,11 +3,9 @@ self-contained programs with a dynamic batch dimension.
 
 - ``stablehlo``: ``jax.export`` serialized StableHLO (``<name>.stablehlo``), reloaded with
   ``jax.export.deserialize(bytes).call(...)`` in any JAX process, no groupvit_jax needed.
-- ``savedmodel``: a TensorFlow SavedModel (``savedmodel/``) through ``jax2tf`` with a signature
-  per encoder (needs the ``tf`` extra). ``segment`` is not in it: the StableHLO that jax 0.10.2
-  writes for ``lax.top_k`` (a ``vhlo.composite_v2`` op) is newer than what TensorFlow 2.21 reads
-  (StableHLO 1.13.7), and at that older target TF cannot refine its dynamic shapes. Serve the
-  segmentation from the StableHLO export.
+- ``savedmodel``: a TensorFlow SavedModel (``savedmodel/``) through ``jax2tf`` with one signature
+  per function (needs the ``tf`` extra). The protocol's top-5 class filter is written as ranks
+  (``dense.top_k_mask``), not ``lax.top_k``, whose StableHLO TensorFlow 2.21 cannot read.
 
 Weights are baked into each program as constants (a frozen graph: nothing else to ship).
 
@@ -141,8 +139,8 @@ def load_stablehlo(directory: str) -> dict[str, jax.export.Exported]:
 
 def write_savedmodel(model, directory: str, *, image_size: int, seg_size: int,
                      num_classes: int | None = None) -> dict:
-  """A TF SavedModel with signatures ``image_encoder`` and ``text_encoder`` (see the module
-  docstring for why ``segment`` is left out)."""
+  """A TF SavedModel with signatures ``image_encoder``, ``text_encoder`` and ``segment`` (the
+  module docstring says what each takes and returns)."""
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
@@ -163,8 +161,6 @@ def write_savedmodel(model, directory: str, *, image_size: int, seg_size: int,
   constraints = () if num_classes else (f"n >= {dense.TOP_K}",)
   signatures = {}
   for name, fn in fns.items():
-    if name == "segment":
-      continue
     converted = jax2tf.convert(fn, polymorphic_shapes=polys[name], with_gradient=False,
                                polymorphic_constraints=constraints if name == "segment" else ())
     tf_fn = tf.function(converted, input_signature=sigs[name], autograph=False)
@@ -174,8 +170,6 @@ def write_savedmodel(model, directory: str, *, image_size: int, seg_size: int,
   tf.saved_model.save(module, path, signatures=signatures)
   info = _info(model, image_size, seg_size, "savedmodel", {"savedmodel": "savedmodel"},
                None, num_classes)
-  info["functions"].pop("segment")  # not exportable to TF 2.21 (module docstring)
-  info.pop("segment_window"), info.pop("segment_classes")
   with open(os.path.join(directory, INFO_FILE), "w") as f:
     json.dump(info, f, indent=2)
   return info

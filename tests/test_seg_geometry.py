@@ -2,6 +2,7 @@
 against direct numpy statements."""
 
 import cv2
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -157,3 +158,14 @@ def test_voc_sized_images_fall_into_few_buckets(tiny_model):
       buckets.add(seg.prepare(np.zeros(hw + (3,), np.uint8)).bucket)
   assert len(buckets) <= 11
   assert {b.window_hw for b in buckets} == {(448, 448)}
+
+
+@pytest.mark.parametrize("n,k", [(3, 5), (5, 5), (20, 5), (459, 5)])
+def test_top_k_mask_picks_what_lax_top_k_picks(n, k):
+  """The top-5 class filter, written as ranks for the SavedModel export, keeps the same classes
+  as ``lax.top_k``, ties (frequent here: scores drawn from 4 values) to the lower index."""
+  scores = np.random.default_rng(n).integers(0, 4, (16, n)).astype(np.float32)
+  _, top = jax.lax.top_k(scores, min(k, n))
+  want = np.zeros((16, n), bool)
+  np.put_along_axis(want, np.asarray(top), True, axis=1)
+  np.testing.assert_array_equal(np.asarray(dense.top_k_mask(jnp.asarray(scores), min(k, n))), want)

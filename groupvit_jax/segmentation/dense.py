@@ -66,6 +66,18 @@ def upsample_group_maps(maps: jax.Array, hw: tuple[int, int], patch_size: int) -
   return resize_hw(maps.reshape(b, hf, wf, g), hw, "bilinear")
 
 
+def top_k_mask(scores: jax.Array, k: int) -> jax.Array:
+  """[B, N] -> bool [B, N]: the k largest scores of each row, ties to the lower index (the set
+  ``lax.top_k`` picks). Written as ranks, not ``lax.top_k``: TensorFlow 2.21 cannot load the
+  StableHLO that ``top_k`` lowers to, and this keeps ``segment`` exportable as a SavedModel.
+  O(N^2) per row: 400 comparisons for VOC's 20 classes, 0.2 M for Context-459's 459."""
+  n = scores.shape[-1]
+  idx = jnp.arange(n)
+  ahead = (scores[:, None, :] > scores[:, :, None]) | (
+      (scores[:, None, :] == scores[:, :, None]) & (idx[None, None, :] < idx[None, :, None]))
+  return ahead.sum(axis=-1) < k  # [B, N]: fewer than k scores come before this one
+
+
 def class_table(group_x: jax.Array, image_x: jax.Array, text: jax.Array, scale: jax.Array,
                 bg_threshold: jax.Array | None) -> jax.Array:
   """Class scores of every group (spec 5.4 steps 5-7).
@@ -88,8 +100,7 @@ def class_table(group_x: jax.Array, image_x: jax.Array, text: jax.Array, scale: 
   probs = jax.nn.softmax(logits, axis=-1)  # P
   image_probs = jax.nn.softmax(jnp.einsum("bd,nd->bn", a, text) * scale, axis=-1)  # q
   k = min(TOP_K, text.shape[0])
-  _, top = jax.lax.top_k(image_probs, k)  # [B, k]
-  keep = jnp.any(top[:, :, None] == jnp.arange(text.shape[0])[None, None, :], axis=1)  # [B, N]
+  keep = top_k_mask(image_probs, k)  # [B, N]
   masked = jnp.where(keep[:, None, :], logits, -jnp.inf)
   affinity = jax.nn.softmax(masked, axis=-1) * probs  # A [B, G, N]
   if bg_threshold is None:
