@@ -95,8 +95,13 @@ def iter_tar_samples(path: str) -> Iterator[dict[str, Any]]:
 
 
 def shard_seed(path: str) -> int:
-  """A stable 32-bit id of a shard path (for per-sample random streams)."""
-  return zlib.crc32(path.encode())
+  """A stable 32-bit id of a shard (for per-sample random streams) from its folder's and its
+  own name only: the same shards read from another place (a copy, another mount point, a
+  fresh clone's data folder) get the same augmentations, so a run does not depend on where its
+  data lies; sources whose shards share file names (``gcc3m/00000.tar``, ``yfcc/00000.tar``)
+  still get their own streams."""
+  parts = path.replace("\\", "/").rstrip("/").split("/")
+  return zlib.crc32("/".join(parts[-2:]).encode())
 
 
 class WebDatasetSource(grain.IterDataset):

@@ -203,3 +203,19 @@ def test_unknown_backend_is_named(shard_dir):
   with pytest.raises(ValueError, match="parquet"):
     pipeline.make_host_dataset(cfg, seed=0, process_index=0, process_count=1)
   assert os.path.isdir(shard_dir)
+
+
+def test_the_same_shards_elsewhere_give_the_same_batches(shard_dir, tmp_path):
+  """Augmentations follow the shards' folder and file names, not where they lie: a copy under
+  another path trains on identical batches (two runs of make demo once differed by 0.04 mIoU
+  because its per-sample streams hashed the absolute path)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "elsewhere" / "deeper" / shard_dir.name
+  shutil.copytree(shard_dir, copy)
+  batches = [take(iter(pipeline.make_host_dataset(input_config(d), seed=1, process_index=0,
+                                                  process_count=1)), 2) for d in (shard_dir, copy)]
+  for a, b in zip(*batches):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  assert webdataset.shard_seed("/x/gcc3m/00000.tar") != webdataset.shard_seed("/x/yfcc/00000.tar")
+  assert webdataset.shard_seed("/a/gcc3m/00000.tar") == webdataset.shard_seed("gs://b/gcc3m/00000.tar")
