@@ -169,12 +169,20 @@ class cached_jit:  # pylint: disable=invalid-name  # used like jax.jit
   def __init__(self, jitted: Callable, name: str, static: str):
     self.jitted, self.name, self.static = jitted, name, static
     self._loaded: dict[str, Any] = {}
+    self._keys: dict[tuple, str] = {}
 
   def __call__(self, *args):
     cache_dir = executable_cache_dir()
     if cache_dir is None:
       return self.jitted(*args)
-    key = executable_key(self.name, self.static, args)
+    import jax  # pylint: disable=g-import-not-at-top
+    leaves, tree = jax.tree.flatten(args)
+    # The key hashes strings of every leaf's sharding; a call with the same structure, shapes,
+    # dtypes and shardings (every batch of a dataset) reuses it instead of rebuilding it.
+    spec = (tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+    key = self._keys.get(spec)
+    if key is None:
+      key = self._keys[spec] = executable_key(self.name, self.static, args)
     fn = self._loaded.get(key)
     if fn is None:
       fn = _load_executable(key, cache_dir)
