@@ -183,7 +183,8 @@ class DeviceBatchIterator:
   def set_state(self, state: bytes) -> None:
     state = json.loads(state.decode() if isinstance(state, bytes) else state)
     self._it.set_state(state["source"])
-    self.skipped = {k: int(v) for k, v in state["skipped"].items()}
+    self.skipped = {f"skipped_{r}": 0 for r in samples.SKIP_REASONS}  # older states lack some
+    self.skipped.update({k: int(v) for k, v in state["skipped"].items()})
 
   def start_prefetch(self) -> None:
     """Called by grain's checkpoint handler after ``set_state`` (a restore)."""

@@ -26,7 +26,7 @@ from groupvit_jax.tokenizer import tokenize
 from input_pipeline import multilabel_prompts as prompts_lib
 
 SKIP_KEY = "__skip__"
-SKIP_REASONS = ("image", "caption")  # counted as skipped_image / skipped_caption
+SKIP_REASONS = ("image", "caption", "shard")  # counted as skipped_image, skipped_caption, ...
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -65,6 +65,8 @@ class SampleProcessor:
   seed: int
 
   def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+    if SKIP_KEY in sample:  # the source's own marker (a shard that yielded nothing)
+      return sample
     caption = sample.get("caption")
     caption = decode_caption(caption) if caption is not None else ""
     if not caption:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from groupvit_jax.tokenizer import EOT_ID, SOT_ID
+from input_pipeline import samples
 
 
 def synthetic_batch(seed: int, step: int, global_batch: int, image_size: int, num_texts: int,
@@ -50,8 +51,8 @@ class SyntheticIterator:
     self._step += 1
     rows = slice(self._start, self._start + self._local)
     out = {k: v[rows] for k, v in batch.items()}
-    out["skipped_image"] = np.zeros((self._local,), np.int32)
-    out["skipped_caption"] = np.zeros((self._local,), np.int32)
+    for reason in samples.SKIP_REASONS:
+      out[f"skipped_{reason}"] = np.zeros((self._local,), np.int32)
     return out
 
   def get_state(self) -> dict:

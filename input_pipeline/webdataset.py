@@ -28,6 +28,8 @@ from typing import Any
 import grain
 import numpy as np
 
+from input_pipeline.samples import SKIP_KEY
+
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
 
@@ -213,13 +215,16 @@ class WebDatasetIterator(grain.DatasetIterator):
         self._readers[i] = self._reader(self._slots[i])
       sample = next(self._readers[i], None)
       if sample is None:  # shard finished: replace it by the next one in order
-        if self._slots[i][2] == 0:
-          self._note_empty(self._shard_path(self._slots[i]))
+        empty = self._shard_path(self._slots[i]) if self._slots[i][2] == 0 else None
+        if empty:
+          self._note_empty(empty)
         replacement = self._take_shard()
         if replacement is None:
           del self._slots[i], self._readers[i]
-          continue
-        self._slots[i], self._readers[i] = replacement, None
+        else:
+          self._slots[i], self._readers[i] = replacement, None
+        if empty:  # counted downstream as skipped_shard (samples.SkipCountingIterDataset)
+          return {SKIP_KEY: "shard", "__key__": empty}
         continue
       self._slots[i][2] += 1
       self._empty_in_a_row.clear()

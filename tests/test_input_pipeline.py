@@ -145,11 +145,19 @@ def test_device_batches_are_global_and_sharded(shard_dir):
   assert {s.data.shape[0] for s in batch["image"].addressable_shards} == {1}
   for _ in range(4):
     next(it)
-  assert it.skipped == {"skipped_image": 1, "skipped_caption": 2}
+  assert it.skipped == {"skipped_image": 1, "skipped_caption": 2, "skipped_shard": 0}
   state = it.get_state()
   it2 = pipeline.make_train_iter(cfg, mesh=mesh, rules=rules, seed=0)
   it2.set_state(state)
   assert it2.skipped == it.skipped
+  # A position saved before shards were counted restores with a zero shard count.
+  old = json.loads(state)
+  del old["skipped"]["skipped_shard"]
+  it3 = pipeline.make_train_iter(cfg, mesh=mesh, rules=rules, seed=0)
+  it3.set_state(json.dumps(old).encode())
+  assert it3.skipped == it.skipped
+  it2.close()
+  it3.close()
   np.testing.assert_array_equal(np.asarray(next(it)[0]["text"]), np.asarray(next(it2)[0]["text"]))
 
 

@@ -153,6 +153,8 @@ def log_line(step: int, total_steps: int, scalars: Mapping[str, float]) -> str:
     parts.append(f"{scalars['tflops_per_sec']:.3g} TFLOP/s (MFU n/a: unknown peak)")
   parts.append(f"skipped: {int(scalars.get('skipped_image_total', 0))} images, "
                f"{int(scalars.get('skipped_caption_total', 0))} captions")
+  if scalars.get("skipped_shard_total"):
+    parts[-1] += f", {int(scalars['skipped_shard_total'])} empty or unreadable shards"
   if scalars.get("nonfinite_skipped_total"):
     parts[-1] += f", {int(scalars['nonfinite_skipped_total'])} non-finite steps"
   return " | ".join(parts)
