@@ -53,9 +53,12 @@ planted-bugs: $(VENV)/.dev.stamp
 bench: $(VENV)/.dev.stamp
 	$(PY) experiments/benchmarks/bench_model.py
 
-# The CPU goals against transformers (one thread per side: stable on a shared machine).
+# The CPU goals against transformers: every core, then one core per side; the profile.
 bench-cpu: $(VENV)/.dev.stamp
-	$(PY) experiments/benchmarks/cpu_vs_torch.py --threads 1 --dtypes float32,bfloat16
+	$(PY) experiments/benchmarks/cpu_vs_torch.py --dtypes float32,bfloat16
+	$(PY) experiments/benchmarks/cpu_vs_torch.py --threads 1 \
+	  --out experiments/benchmarks/results/cpu_vs_torch_1core.json
+	$(PY) experiments/benchmarks/profile_cpu.py
 	$(PY) experiments/benchmarks/speed_table.py
 
 # The accelerator script's CPU rehearsal (the GPU command is in its docstring).

@@ -81,7 +81,9 @@ def machine() -> dict:
   """Where the numbers came from: host, accelerator, library versions, load at the time."""
   info = {"platform": platform.platform(), "python": platform.python_version(),
           "cpu_count": os.cpu_count(), "date": datetime.date.today().isoformat(),
-          "load_average": load_average()}
+          "load_average": load_average(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (--threads pins it)
+    info["cores_used"] = len(os.sched_getaffinity(0))
   try:
     with open("/proc/cpuinfo") as f:
       names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]

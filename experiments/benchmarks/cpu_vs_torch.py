@@ -58,22 +58,24 @@ def _torch_call(fn, bf16: bool):
   return run
 
 
-def forward(dtype: str, repeats: int) -> dict:
+def forward(dtype: str):
+  """(runners, our compiled program): the image encoder to the projected embedding."""
   import jax
   import torch
   from flax import nnx
   hf, ours = _pair(224, dtype)
   x = np.random.RandomState(0).randn(8, 224, 224, 3).astype(np.float32)
   graphdef, state = nnx.split(ours)
-  fn = jax.jit(lambda st, x: nnx.merge(graphdef, st).encode_image(x)["image_x"])
   xj, pixels = jax.device_put(x), torch.tensor(x).permute(0, 3, 1, 2).contiguous()
-  return alternate({"ours": lambda: jax.block_until_ready(fn(state, xj)),
-                    "transformers": _torch_call(lambda: hf.get_image_features(pixels),
-                                                dtype == "bfloat16")},
-                   warmup=1, repeats=repeats)
+  fn = jax.jit(lambda st, x: nnx.merge(graphdef, st).encode_image(x)["image_x"])
+  compiled = fn.lower(state, xj).compile()
+  return ({"ours": lambda: jax.block_until_ready(compiled(state, xj)),
+           "transformers": _torch_call(lambda: hf.get_image_features(pixels),
+                                       dtype == "bfloat16")}, compiled)
 
 
-def window(dtype: str, repeats: int) -> dict:
+def window(dtype: str):
+  """(runners, our compiled program): one 448 window, the model and the protocol's tables."""
   import jax
   import jax.numpy as jnp
   import torch
@@ -87,24 +89,32 @@ def window(dtype: str, repeats: int) -> dict:
   fn = jax.jit(lambda st, x, t: dense.window_predict(nnx.merge(graphdef, st), x, t,
                                                      jnp.float32(0.95)))
   xj, tj = jax.device_put(x), jax.device_put(text)
+  compiled = fn.lower(state, xj, tj).compile()
   pixels = torch.tensor(x).permute(0, 3, 1, 2).contiguous()
 
   def theirs():
     out = hf.vision_model(pixels, output_attentions=True)
     return hf.visual_projection(out.pooler_output)
 
-  return alternate({"ours": lambda: jax.block_until_ready(fn(state, xj, tj)),
-                    "transformers": _torch_call(theirs, dtype == "bfloat16")},
-                   warmup=1, repeats=repeats)
+  return ({"ours": lambda: jax.block_until_ready(compiled(state, xj, tj)),
+           "transformers": _torch_call(theirs, dtype == "bfloat16")}, compiled)
 
 
-def train(k: int, repeats: int) -> dict:
+def train(k: int):
+  """(runners, our compiled program): one update of the released recipe's step, batch 8."""
   import bench_train
   cfg = bench_train.model_config("gcc_yfcc", k, "float32")
   data = bench_train.batch_arrays(8, cfg.vision.img_size, k, cfg.text.context_length)
-  ours, _ = bench_train.build_ours(cfg, data)
+  ours, info = bench_train.build_ours(cfg, data)
   theirs, _ = bench_train.build_torch(cfg, data, multi_label=k > 0)
-  return alternate({"ours": ours, "transformers": theirs}, warmup=1, repeats=repeats)
+  return {"ours": ours, "transformers": theirs}, info["compiled"]
+
+
+def build(part: str, dtype: str):
+  """The two sides of ``part`` (a name in PARTS) and our compiled program."""
+  if part.startswith("train"):
+    return train(3 if part == "train_k3" else 0)
+  return (forward if part == "forward" else window)(dtype)
 
 
 NAMES = {"forward": "image encoder forward, batch 8, 224 px",
@@ -120,10 +130,11 @@ def main(argv=None) -> int:
   p.add_argument("--dtypes", default="float32")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--threads", type=int, default=0,
-                 help="threads of both sides (0: library defaults; 1: stable on a shared CPU)")
+                 help="cores of both sides (0: all, the libraries' defaults; n: the process is "
+                      "pinned to n cores and torch uses n threads)")
   p.add_argument("--out", default=os.path.join(HERE, "results", "cpu_vs_torch.json"))
   args = p.parse_args(argv)
-  if args.threads:  # before JAX starts its CPU backend (1 also turns XLA's thread pool off)
+  if args.threads:  # before JAX starts its CPU backend
     import bench_train
     bench_train.set_threads(args.threads)
   rows = []
@@ -131,10 +142,7 @@ def main(argv=None) -> int:
     if part not in PARTS:
       p.error(f"--parts: unknown {part!r}; expected names from {list(PARTS)}")
     for dtype in (args.dtypes.split(",") if part in ("forward", "window") else ["float32"]):
-      if part.startswith("train"):
-        t = train(3 if part == "train_k3" else 0, args.repeats)
-      else:
-        t = (forward if part == "forward" else window)(dtype, args.repeats)
+      t = alternate(build(part, dtype)[0], warmup=1, repeats=args.repeats)
       r = ratio(t["transformers"], t["ours"])
       rows.append({"part": part, "name": NAMES[part], "dtype": dtype, "ours": t["ours"],
                    "transformers": t["transformers"], "ratio": r,

@@ -29,7 +29,9 @@ def machine_text(m: dict) -> str:
     return f"{dev}, {m.get('cpu_count')}-core host"
   load = m.get("load_average") or m.get("load_average_at_start")
   load = f", load {float(load[0]):.1f}" if load else ""
-  return f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, CPU{load}"
+  used = m.get("cores_used")
+  used = f" ({used} used)" if used and used != m.get("cpu_count") else ""
+  return f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores{used}, CPU{load}"
 
 
 def _x(r: float) -> str:
@@ -146,10 +148,11 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--check", action="store_true", help="only compare, exit 1 when out of date")
   p.add_argument("--readme", default=README)
+  p.add_argument("--results", default=RESULTS, help="folder of the result files")
   args = p.parse_args(argv)
   with open(args.readme) as f:
     old = f.read()
-  new = splice(old, table())
+  new = splice(old, table(args.results))
   if args.check:
     if new != old:
       print(f"{args.readme}: the speed table is out of date; run {__file__}", file=sys.stderr)
