@@ -9,7 +9,8 @@ CC3M + CC12M + YFCC14M (6,997 updates per epoch at batch 4096), 30 epochs, 2 war
 ``:runlocal`` shrinks it to a synthetic-data smoke run on this machine. ``:microbatch=N`` keeps the
 batch of 4096 on small hardware (one 8-GPU host, a v4-8): the step encodes in chunks of N samples
 and back-propagates cached feature gradients, the same loss and gradient as the full batch, with
-bf16 compute and rematerialised blocks (docs/training.md, "The batch of 4096 on small hardware").
+bf16 compute; blocks are not rematerialised (with chunks remat saves no memory in the compiled
+estimates and costs a forward; docs/training.md, "The batch of 4096 on small hardware").
 """
 
 from groupvit_jax.model_config import gcc_yfcc
@@ -22,7 +23,6 @@ def get_config(arg=None):
   if arg.microbatch:
     config.microbatch_size = arg.microbatch
     config.model.dtype = "bfloat16"
-    config.model.remat = True
   if arg.runlocal:
     config_lib.make_local(config)
     if arg.microbatch:  # two chunks of the smoke run's batch

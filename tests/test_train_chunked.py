@@ -220,7 +220,7 @@ def test_the_small_compute_recipe_config():
   assert yfcc.get_config().microbatch_size == 0  # off by default
   config = yfcc.get_config("microbatch=256")
   assert (config.microbatch_size, config.input.batch_size) == (256, 4096)
-  assert config.model.dtype == "bfloat16" and config.model.remat
+  assert config.model.dtype == "bfloat16" and not config.model.remat
   config.input.train_shards = "/data/{00000..00009}.tar"
   config_lib.validate_config(config)
   local = yfcc.get_config("runlocal,microbatch=256")
