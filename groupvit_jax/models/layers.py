@@ -41,9 +41,9 @@ def torch_default_bias(fan_in: int):
 
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    # jax.nn.gelu's erfc form, not torch's x/2 (1 + erf(x/sqrt 2)): lax.erf serialises as a
-    # composite op that TF's SavedModel loader of our pinned version cannot read.
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # torch nn.GELU (erf)
+    # torch nn.GELU, x/2 (1 + erf(x/sqrt 2)), in jax.nn.gelu's erfc form: lax.erf would be
+    # cheaper on XLA:CPU but serialises as a composite op the pinned TensorFlow cannot load.
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "relu": jax.nn.relu,
