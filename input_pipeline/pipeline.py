@@ -151,6 +151,9 @@ class DeviceBatchIterator:
     self._shardings = shardings
     self._global_batch = global_batch
     self.skipped = {f"skipped_{r}": 0 for r in samples.SKIP_REASONS}  # this host, whole run
+    # The training loop's own running totals (e.g. nonfinite_skipped_total), saved and restored
+    # with the position so that a resumed run goes on counting.
+    self.run_counters: dict[str, int] = {}
 
   def __iter__(self):
     return self
@@ -177,14 +180,17 @@ class DeviceBatchIterator:
     return batch, counts
 
   def get_state(self) -> bytes:
-    """JSON: the source iterator's state and this host's running skip totals."""
-    return json.dumps({"source": self._it.get_state(), "skipped": self.skipped}).encode()
+    """JSON: the source iterator's state, this host's running skip totals and the loop's
+    run counters."""
+    return json.dumps({"source": self._it.get_state(), "skipped": self.skipped,
+                       "run_counters": self.run_counters}).encode()
 
   def set_state(self, state: bytes) -> None:
     state = json.loads(state.decode() if isinstance(state, bytes) else state)
     self._it.set_state(state["source"])
     self.skipped = {f"skipped_{r}": 0 for r in samples.SKIP_REASONS}  # older states lack some
     self.skipped.update({k: int(v) for k, v in state["skipped"].items()})
+    self.run_counters = {k: int(v) for k, v in state.get("run_counters", {}).items()}
 
   def start_prefetch(self) -> None:
     """Called by grain's checkpoint handler after ``set_state`` (a restore)."""

@@ -46,5 +46,14 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops(tmp_path, monkeypatch, c
   assert rows[5]["param_norm"] == rows[4]["param_norm"] != rows[3]["param_norm"]
   warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
   assert any("non-finite loss" in w and "at step 4: update skipped" in w for w in warnings)
+  # Rerun on clean data: it resumes from checkpoint 4 (saved after one skip) and the count goes
+  # on from there instead of restarting at 0.
+  monkeypatch.setattr(synthetic, "synthetic_batch", real)
+  loop.train_and_evaluate(config, workdir)
+  resumed = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  resumed = [r for r in resumed if "loss" in r and r["step"] > 4][-2:]
+  assert [r["step"] for r in resumed] == [5, 6]
+  assert [r["nonfinite_skipped_total"] for r in resumed] == [1, 1]
+  assert [r["finite"] for r in resumed] == [1, 1]
   assert any("at step 5: update skipped, state unchanged (2 in a row, at most 2" in w
              for w in warnings)

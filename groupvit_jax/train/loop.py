@@ -186,7 +186,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   last: dict[str, Any] = {}
   pending = None  # (step, device metrics) of the step dispatched last
   max_skips = int(config.max_consecutive_nonfinite_steps)
-  nonfinite = {"in_a_row": 0, "total": 0}
+  # The total goes on from the restored checkpoint (saved with the data position).
+  nonfinite = {"in_a_row": 0, "total": data_iter.run_counters.get("nonfinite_skipped_total", 0)}
 
   def resolve():
     """Reads the pending step's metrics: stop on non-finite, log on log steps."""
@@ -216,6 +217,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     else:
       nonfinite["in_a_row"] = 0
     m["nonfinite_skipped_total"] = nonfinite["total"]
+    data_iter.run_counters["nonfinite_skipped_total"] = nonfinite["total"]
     if step % int(config.log_every_steps) == 0 or step == total:
       m.update(throughput.update(step))
       m.update(_global_skips(data_iter))
