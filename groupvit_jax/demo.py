@@ -198,8 +198,9 @@ def main(argv=None) -> int:
   gv_secs, gv_config = train(f"seed={args.seed}{extra}", shards,
                              os.path.join(runs, "groupvit"), args.steps)
   banner("3/4 training the pixel-wise ViT baseline (configs/shapes.py:vit=True)")
-  vit_secs, vit_config = train(f"vit=True,seed={args.seed}{extra}", shards, os.path.join(runs, "vit"),
-                      args.baseline_steps or args.steps or shapes_config.BASELINE_STEPS)
+  vit_steps = args.baseline_steps or args.steps or shapes_config.BASELINE_STEPS
+  vit_secs, vit_config = train(f"vit=True,seed={args.seed}{extra}", shards,
+                               os.path.join(runs, "vit"), vit_steps)
 
   banner("4/4 zero-shot segmentation of the test split (protocol 'shapes')")
   from groupvit_jax import load_pretrained  # pylint: disable=g-import-not-at-top
